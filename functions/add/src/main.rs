@@ -1,0 +1,18 @@
+//! `add` function: see `connections::handlers::add`.
+
+use connections::config::Config;
+use connections::handlers::AddHandler;
+use connections::runtime;
+use connections::verify::Verifier;
+use lambda_http::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    runtime::init_logging();
+    let config = Config::from_env()?;
+    let (store, sealer) = runtime::store_and_sealer(&config).await?;
+    let verifier = Verifier::new(&config.settings.bitbucket)?;
+    let handler = AddHandler { store, sealer, verifier, settings: config.settings };
+    let handler = &handler;
+    lambda_http::run(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) })).await
+}

@@ -1,0 +1,28 @@
+//! AWS SDK configuration with deliberate retries and timeouts, so every call
+//! ends well inside the function's own timeout.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Region, credentials and endpoint come from the standard chain
+/// (`AWS_REGION`, `AWS_ENDPOINT_URL*`, the Lambda role).
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
+}

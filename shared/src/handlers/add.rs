@@ -1,0 +1,80 @@
+//! `POST /connections`: verify, seal and store a new connection.
+
+use std::sync::Arc;
+
+use lambda_http::http::{Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+
+use super::{audit, connection_response, respond, seal_failure};
+use crate::config::Settings;
+use crate::domain::{Connection, ConnectionId, Status, now};
+use crate::http::{json_body, principal, request_id, set_header};
+use crate::input::parse_create;
+use crate::problem::ApiError;
+use crate::seal::{SealContext, Sealer};
+use crate::store::ConnectionStore;
+use crate::verify::{Claim, Verifier};
+
+pub struct AddHandler {
+    pub store: Arc<dyn ConnectionStore>,
+    pub sealer: Arc<dyn Sealer>,
+    pub verifier: Verifier,
+    pub settings: Settings,
+}
+
+impl AddHandler {
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let request_id = request_id(&request);
+        respond(self.create(&request, &request_id).await, &request_id)
+    }
+
+    async fn create(&self, request: &Request, request_id: &str) -> Result<Response<Body>, ApiError> {
+        if request.method() != Method::POST {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let owner = principal(request, self.settings.identity)?;
+        let input = parse_create(&json_body(request, self.settings.max_body_bytes)?)?;
+        let id = ConnectionId::new();
+        let claim = Claim {
+            url: &input.url,
+            username: &input.username,
+            secret: &input.password,
+            credential_type: input.credential_type,
+        };
+        // Bitbucket's answer and KMS's are independent: wait for the slower only.
+        let context = SealContext { owner: &owner, connection: &id };
+        let (verified, sealed) = tokio::join!(self.verifier.verify(&claim), self.sealer.seal(&input.password, context));
+        let verified = verified?;
+        let sealed = sealed.map_err(seal_failure)?;
+
+        let at = now();
+        let connection = Connection {
+            id: id.to_string(),
+            name: input.name.as_str().to_owned(),
+            provider: verified.provider,
+            url: input.url.as_str().to_owned(),
+            username: input.username.as_str().to_owned(),
+            credential_type: verified.credential_type,
+            account: verified.account,
+            scopes: verified.scopes,
+            status: Status::Verified,
+            status_reason: None,
+            status_detail: None,
+            verified_at: at,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        let limit = self.settings.max_connections_per_owner;
+        self.store
+            .create(&owner, &connection, &sealed, limit)
+            .await
+            .map_err(|e| e.into_api(input.name.as_str(), limit))?;
+        audit("create", &owner, &connection.id, "created", request_id);
+
+        let note = input.url.normalized_from().map(|from| ("url_normalized_from", serde_json::json!(from)));
+        let mut response = connection_response(StatusCode::CREATED, &connection, note);
+        set_header(&mut response, header::LOCATION, &format!("/connections/{}", connection.id));
+        Ok(response)
+    }
+}

@@ -1,0 +1,37 @@
+//! `DELETE /connections/{id}`. Holds no key: deleting needs no secret.
+
+use std::sync::Arc;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+
+use super::{audit, respond};
+use crate::config::Settings;
+use crate::http::{connection_id, empty_response, if_match, principal, request_id};
+use crate::problem::ApiError;
+use crate::store::ConnectionStore;
+
+pub struct DeleteHandler {
+    pub store: Arc<dyn ConnectionStore>,
+    pub settings: Settings,
+}
+
+impl DeleteHandler {
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let request_id = request_id(&request);
+        respond(self.delete(&request, &request_id).await, &request_id)
+    }
+
+    async fn delete(&self, request: &Request, request_id: &str) -> Result<Response<Body>, ApiError> {
+        if request.method() != Method::DELETE {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let owner = principal(request, self.settings.identity)?;
+        let id = connection_id(request)?;
+        let expected = if_match(request.headers())?;
+        let limit = self.settings.max_connections_per_owner;
+        self.store.delete(&owner, &id, expected).await.map_err(|e| e.into_api("", limit))?;
+        audit("delete", &owner, &id.to_string(), "deleted", request_id);
+        Ok(empty_response(StatusCode::NO_CONTENT))
+    }
+}

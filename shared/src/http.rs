@@ -1,0 +1,172 @@
+//! The HTTP edge: who is calling, what they sent, and JSON responses.
+
+use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+use crate::domain::{ConnectionId, Owner};
+use crate::problem::ApiError;
+
+/// Header a local run may use to act as another user. Never read when deployed.
+pub const DEV_USER_HEADER: &str = "x-dev-user";
+pub const DEV_DEFAULT_USER: &str = "local-user";
+
+/// How the caller is identified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// Only the JWT authorizer's `sub` claim counts.
+    Authorizer,
+    /// Local development: also `x-dev-user`, else a fixed local user.
+    LocalDevelopment,
+}
+
+/// The authenticated owner of the request.
+pub fn principal(request: &Request, identity: Identity) -> Result<Owner, ApiError> {
+    if let Some(sub) = authorizer_subject(request) {
+        return Owner::parse(sub).ok_or(ApiError::Unauthenticated);
+    }
+    match identity {
+        Identity::Authorizer => Err(ApiError::Unauthenticated),
+        Identity::LocalDevelopment => {
+            let header = request.headers().get(DEV_USER_HEADER).and_then(|v| v.to_str().ok());
+            Owner::parse(header.unwrap_or(DEV_DEFAULT_USER)).ok_or(ApiError::Unauthenticated)
+        }
+    }
+}
+
+fn authorizer_subject(request: &Request) -> Option<&str> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => {
+            let jwt = context.authorizer.as_ref()?.jwt.as_ref()?;
+            jwt.claims.get("sub").map(String::as_str)
+        }
+        _ => None,
+    }
+}
+
+/// The request id API Gateway assigned, for logs.
+pub fn request_id(request: &Request) -> String {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The `{id}` of `/connections/{id}[/verify]`. An id that cannot exist is simply not found.
+pub fn connection_id(request: &Request) -> Result<ConnectionId, ApiError> {
+    let from_parameters = request.path_parameters_ref().and_then(|p| p.first("id").map(str::to_owned));
+    let raw = match from_parameters {
+        Some(id) => id,
+        // Routers that do not fill path parameters (plain invokes) still carry the path.
+        None => request
+            .uri()
+            .path()
+            .split('/')
+            .skip_while(|segment| *segment != "connections")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    ConnectionId::parse(&raw).ok_or(ApiError::NotFound)
+}
+
+/// Whether this request is the `/verify` action rather than the resource itself.
+pub fn is_verify_action(request: &Request) -> bool {
+    request.method() == Method::POST && request.uri().path().trim_end_matches('/').ends_with("/verify")
+}
+
+/// The JSON object in the body, or the problem that explains why there is none.
+pub fn json_body(request: &Request, limit: usize) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .is_some_and(|media| media == "application/json" || media.ends_with("+json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes: &[u8] = match request.body() {
+        Body::Empty => b"",
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"",
+    };
+    if bytes.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson { detail: "the body is empty; send a JSON object".into() });
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::MalformedJson { detail: "expected a JSON object".into() }),
+        Err(error) => Err(ApiError::MalformedJson {
+            detail: format!("{} at line {} column {}", describe_json_error(&error), error.line(), error.column()),
+        }),
+    }
+}
+
+// serde_json's message can quote input; the position is enough and leaks nothing.
+fn describe_json_error(error: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Eof => "unexpected end of input",
+        Category::Syntax => "syntax error",
+        Category::Data | Category::Io => "invalid data",
+    }
+}
+
+/// `If-Match` as a version: `Ok(None)` when absent, 412 when it can never match.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| ApiError::VersionMismatch)?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let unquoted = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    unquoted.parse().map(Some).map_err(|_| ApiError::VersionMismatch)
+}
+
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
+    // Serialising our own plain structs cannot fail; if it ever did, say so without a panic.
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
+    let mut response = Response::new(Body::Text(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub fn empty_response(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = status;
+    response
+}
+
+/// Sets a header whose value we built ourselves (ids, numbers).
+pub fn set_header(response: &mut Response<Body>, name: header::HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_accepts_strong_weak_and_star() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(if_match(&headers), Ok(None));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("\"3\""));
+        assert_eq!(if_match(&headers), Ok(Some(3)));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("W/\"4\""));
+        assert_eq!(if_match(&headers), Ok(Some(4)));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(if_match(&headers), Ok(None));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("\"abc\""));
+        assert_eq!(if_match(&headers), Err(ApiError::VersionMismatch));
+    }
+}

@@ -1,0 +1,289 @@
+//! Request bodies and query strings, parsed into valid values with one error per
+//! field at fault.
+
+use serde_json::{Map, Value};
+
+use crate::domain::{ConnectionId, ConnectionName, CredentialType, SECRET_MAX_BYTES, Username};
+use crate::problem::{ApiError, FieldError};
+use crate::secret::Secret;
+use crate::verify::target::{DEFAULT_CLOUD_URL, ServerUrl};
+
+pub const LIST_LIMIT_DEFAULT: usize = 50;
+pub const LIST_LIMIT_MAX: usize = 100;
+
+/// `POST /connections`.
+#[derive(Debug)]
+pub struct CreateRequest {
+    pub name: ConnectionName,
+    pub url: ServerUrl,
+    pub username: Username,
+    pub password: Secret,
+    pub credential_type: Option<CredentialType>,
+}
+
+/// `PATCH /connections/{id}`: every field optional.
+#[derive(Debug, Default)]
+pub struct PatchRequest {
+    pub name: Option<ConnectionName>,
+    pub url: Option<ServerUrl>,
+    pub username: Option<Username>,
+    pub password: Option<Secret>,
+    pub credential_type: Option<CredentialType>,
+    pub confirm_account_change: bool,
+}
+
+impl PatchRequest {
+    /// Whatever Bitbucket would judge differently: these changes must be re-verified.
+    pub fn changes_credentials(&self) -> bool {
+        self.url.is_some() || self.username.is_some() || self.password.is_some() || self.credential_type.is_some()
+    }
+}
+
+const CREATE_FIELDS: &[&str] = &["name", "url", "username", "password", "credential_type"];
+const PATCH_FIELDS: &[&str] = &["name", "url", "username", "password", "credential_type", "confirm_account_change"];
+
+pub fn parse_create(body: &Map<String, Value>) -> Result<CreateRequest, ApiError> {
+    let mut fields = Fields::new(body, CREATE_FIELDS);
+    let name = fields.required("name", ConnectionName::parse);
+    let url = match fields.optional_string("url") {
+        Some(text) => fields.check("url", ServerUrl::parse(text)),
+        None => ServerUrl::parse(DEFAULT_CLOUD_URL).ok(),
+    };
+    let username = fields.required("username", Username::parse);
+    let password = fields.required("password", parse_secret);
+    let credential_type = fields.credential_type();
+    fields.finish()?;
+    match (name, url, username, password) {
+        (Some(name), Some(url), Some(username), Some(password)) => {
+            Ok(CreateRequest { name, url, username, password, credential_type })
+        }
+        // `finish` reports every missing field, so this arm is never reached with all present.
+        _ => Err(ApiError::ValidationFailed { errors: Vec::new() }),
+    }
+}
+
+pub fn parse_patch(body: &Map<String, Value>) -> Result<PatchRequest, ApiError> {
+    let mut fields = Fields::new(body, PATCH_FIELDS);
+    let name = fields.optional_string("name").and_then(|t| fields.check("name", ConnectionName::parse(t)));
+    let url = fields.optional_string("url").and_then(|t| fields.check("url", ServerUrl::parse(t)));
+    let username = fields.optional_string("username").and_then(|t| fields.check("username", Username::parse(t)));
+    let password = fields.optional_string("password").and_then(|t| fields.check("password", parse_secret(t)));
+    let credential_type = fields.credential_type();
+    let confirm_account_change = fields.optional_bool("confirm_account_change").unwrap_or(false);
+    fields.finish()?;
+    let patch = PatchRequest { name, url, username, password, credential_type, confirm_account_change };
+    if patch.name.is_none() && !patch.changes_credentials() {
+        return Err(ApiError::ValidationFailed {
+            errors: vec![FieldError::new(
+                "body",
+                "empty_patch",
+                "must change at least one of name, url, username, password, credential_type",
+            )],
+        });
+    }
+    Ok(patch)
+}
+
+fn parse_secret(text: &str) -> Result<Secret, &'static str> {
+    if text.is_empty() {
+        return Err("must not be empty");
+    }
+    if text.len() > SECRET_MAX_BYTES {
+        return Err("must be at most 1024 bytes");
+    }
+    if text.chars().any(char::is_control) || text.trim() != text {
+        return Err(
+            "must not contain spaces at either end or control characters; paste the token exactly as Bitbucket showed it",
+        );
+    }
+    Ok(Secret::new(text.to_owned()))
+}
+
+/// `GET /connections?limit=&cursor=`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    pub limit: usize,
+    pub after: Option<ConnectionId>,
+}
+
+pub fn parse_list_query(limit: Option<&str>, cursor: Option<&str>) -> Result<ListQuery, ApiError> {
+    let mut errors = Vec::new();
+    let limit = match limit {
+        None => LIST_LIMIT_DEFAULT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=LIST_LIMIT_MAX).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new("limit", "out_of_range", "must be a whole number from 1 to 100"));
+                0
+            }
+        },
+    };
+    let after = match cursor {
+        None | Some("") => None,
+        Some(text) => {
+            let id = decode_cursor(text);
+            if id.is_none() {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "invalid_cursor",
+                    "is not a cursor this API returned; start again without it",
+                ));
+            }
+            id
+        }
+    };
+    if errors.is_empty() { Ok(ListQuery { limit, after }) } else { Err(ApiError::ValidationFailed { errors }) }
+}
+
+/// The cursor names only the last id seen; the owner always comes from the
+/// principal, so no cursor can lead into another owner's items.
+pub fn encode_cursor(id: &ConnectionId) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("c1:{id}"))
+}
+
+fn decode_cursor(text: &str) -> Option<ConnectionId> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    ConnectionId::parse(text.strip_prefix("c1:")?)
+}
+
+/// Collects one error per field while the body is read.
+struct Fields<'a> {
+    body: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(body: &'a Map<String, Value>, known: &[&str]) -> Self {
+        let mut errors = Vec::new();
+        for key in body.keys() {
+            if !known.contains(&key.as_str()) {
+                let field: String = key.chars().take(64).collect();
+                errors.push(FieldError::new(
+                    field,
+                    "unknown_field",
+                    format!("is not a known field; expected one of {}", known.join(", ")),
+                ));
+            }
+        }
+        Self { body, errors }
+    }
+
+    fn optional_string(&mut self, field: &str) -> Option<&'a str> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text),
+            Some(_) => {
+                self.errors.push(FieldError::new(field, "wrong_type", "must be a string"));
+                None
+            }
+        }
+    }
+
+    fn optional_bool(&mut self, field: &str) -> Option<bool> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.errors.push(FieldError::new(field, "wrong_type", "must be true or false"));
+                None
+            }
+        }
+    }
+
+    fn required<T>(&mut self, field: &str, parse: impl FnOnce(&str) -> Result<T, &'static str>) -> Option<T> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => {
+                self.errors.push(FieldError::new(field, "required", "is required"));
+                None
+            }
+            Some(_) => {
+                let text = self.optional_string(field)?;
+                self.check(field, parse(text))
+            }
+        }
+    }
+
+    fn check<T>(&mut self, field: &str, parsed: Result<T, &'static str>) -> Option<T> {
+        match parsed {
+            Ok(value) => Some(value),
+            Err(reason) => {
+                self.errors.push(FieldError::new(field, "invalid", reason));
+                None
+            }
+        }
+    }
+
+    fn credential_type(&mut self) -> Option<CredentialType> {
+        let text = self.optional_string("credential_type")?;
+        let parsed = CredentialType::parse(text);
+        if parsed.is_none() {
+            let expected = format!("must be one of {}", CredentialType::ALL.join(", "));
+            self.errors.push(FieldError::new("credential_type", "invalid", expected));
+        }
+        parsed
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::ValidationFailed { errors: self.errors }) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    fn field_codes(error: ApiError) -> Vec<(String, &'static str)> {
+        match error {
+            ApiError::ValidationFailed { errors } => errors.into_iter().map(|e| (e.field, e.code)).collect(),
+            other => panic!("expected validation_failed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_defaults_the_url_to_bitbucket_cloud() {
+        let request = parse_create(&object(json!({"name": "w", "username": "jdoe", "password": "p"}))).unwrap();
+        assert_eq!(request.url.as_str(), DEFAULT_CLOUD_URL);
+        assert_eq!(request.credential_type, None);
+    }
+
+    #[test]
+    fn create_reports_every_bad_field_at_once() {
+        let body = object(json!({"name": "", "username": 7, "url": "not a url", "extra": 1, "credential_type": "ssh"}));
+        let codes = field_codes(parse_create(&body).unwrap_err());
+        assert!(codes.contains(&("extra".into(), "unknown_field")));
+        assert!(codes.contains(&("name".into(), "invalid")));
+        assert!(codes.contains(&("username".into(), "wrong_type")));
+        assert!(codes.contains(&("url".into(), "invalid")));
+        assert!(codes.contains(&("password".into(), "required")));
+        assert!(codes.contains(&("credential_type".into(), "invalid")));
+    }
+
+    #[test]
+    fn patch_must_change_something() {
+        let codes = field_codes(parse_patch(&object(json!({}))).unwrap_err());
+        assert_eq!(codes, vec![("body".to_string(), "empty_patch")]);
+        let patch = parse_patch(&object(json!({"name": "new"}))).unwrap();
+        assert!(!patch.changes_credentials());
+        let patch = parse_patch(&object(json!({"password": "rotated"}))).unwrap();
+        assert!(patch.changes_credentials());
+    }
+
+    #[test]
+    fn limits_and_cursors_are_checked() {
+        assert_eq!(parse_list_query(None, None).unwrap().limit, LIST_LIMIT_DEFAULT);
+        for bad in ["0", "-1", "101", "100000000000000000000", "ten"] {
+            assert!(parse_list_query(Some(bad), None).is_err(), "{bad}");
+        }
+        let id = ConnectionId::new();
+        assert_eq!(parse_list_query(None, Some(&encode_cursor(&id))).unwrap().after, Some(id));
+        assert!(parse_list_query(None, Some("garbage")).is_err());
+    }
+}

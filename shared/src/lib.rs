@@ -1,0 +1,17 @@
+//! Personal Bitbucket connections: everything the four Lambda functions share.
+//!
+//! Route table → function binary → handler module here → ports (`store`, `seal`)
+//! and the Bitbucket `verify`er.
+
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod handlers;
+pub mod http;
+pub mod input;
+pub mod problem;
+pub mod runtime;
+pub mod seal;
+pub mod secret;
+pub mod store;
+pub mod verify;

@@ -1,0 +1,269 @@
+//! The one error type of the API and its RFC 9457 problem responses.
+
+use std::time::Duration;
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+/// A problem with one field of the request body or query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), code, detail: detail.into() }
+    }
+}
+
+/// Everything a request can end with other than success. Each variant has one
+/// stable `code`; the `detail` tells the user what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiError {
+    Unauthenticated,
+    NotFound,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    PayloadTooLarge { limit: usize },
+    MalformedJson { detail: String },
+    ValidationFailed { errors: Vec<FieldError> },
+    UrlNotAllowed { detail: String },
+    UsernameIsEmail,
+    InvalidCredentials { detail: String },
+    MissingPermissions { missing: Vec<String>, granted: Vec<String>, detail: String },
+    AccountMismatch { expected: String, found: String },
+    NotBitbucket { detail: String },
+    WrongApiPath { detail: String },
+    BitbucketRedirected { detail: String },
+    BitbucketUnreachable { detail: String },
+    BitbucketTlsError { detail: String },
+    BitbucketTimeout,
+    BitbucketRateLimited { retry_after: Option<Duration> },
+    BitbucketUnavailable { detail: String },
+    DuplicateName { name: String },
+    VersionMismatch,
+    PreconditionRequired,
+    TooManyConnections { limit: usize },
+    IdempotencyKeyReused,
+    ServiceUnavailable { detail: &'static str },
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::MalformedJson { .. } => "malformed_json",
+            Self::ValidationFailed { .. } => "validation_failed",
+            Self::UrlNotAllowed { .. } => "url_not_allowed",
+            Self::UsernameIsEmail => "username_is_email",
+            Self::InvalidCredentials { .. } => "invalid_credentials",
+            Self::MissingPermissions { .. } => "missing_permissions",
+            Self::AccountMismatch { .. } => "account_mismatch",
+            Self::NotBitbucket { .. } => "not_bitbucket",
+            Self::WrongApiPath { .. } => "wrong_api_path",
+            Self::BitbucketRedirected { .. } => "bitbucket_redirected",
+            Self::BitbucketUnreachable { .. } => "bitbucket_unreachable",
+            Self::BitbucketTlsError { .. } => "bitbucket_tls_error",
+            Self::BitbucketTimeout => "bitbucket_timeout",
+            Self::BitbucketRateLimited { .. } => "bitbucket_rate_limited",
+            Self::BitbucketUnavailable { .. } => "bitbucket_unavailable",
+            Self::DuplicateName { .. } => "duplicate_name",
+            Self::VersionMismatch => "version_mismatch",
+            Self::PreconditionRequired => "precondition_required",
+            Self::TooManyConnections { .. } => "too_many_connections",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::ServiceUnavailable { .. } => "service_unavailable",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MalformedJson { .. } => StatusCode::BAD_REQUEST,
+            Self::DuplicateName { .. } => StatusCode::CONFLICT,
+            Self::VersionMismatch => StatusCode::PRECONDITION_FAILED,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::TooManyConnections { .. } => StatusCode::CONFLICT,
+            Self::BitbucketTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::BitbucketUnavailable { .. } => StatusCode::BAD_GATEWAY,
+            Self::BitbucketRateLimited { .. } | Self::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // The user's input (URL, username, secret) is what Bitbucket refused:
+            // never 401/403, which would tell the caller its own session ended.
+            Self::ValidationFailed { .. }
+            | Self::UrlNotAllowed { .. }
+            | Self::UsernameIsEmail
+            | Self::InvalidCredentials { .. }
+            | Self::MissingPermissions { .. }
+            | Self::AccountMismatch { .. }
+            | Self::NotBitbucket { .. }
+            | Self::WrongApiPath { .. }
+            | Self::BitbucketRedirected { .. }
+            | Self::BitbucketUnreachable { .. }
+            | Self::BitbucketTlsError { .. }
+            | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "Not signed in",
+            Self::NotFound => "No such connection",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::PayloadTooLarge { .. } => "Request body too large",
+            Self::MalformedJson { .. } => "Malformed JSON",
+            Self::ValidationFailed { .. } => "Invalid request",
+            Self::UrlNotAllowed { .. } => "URL not allowed",
+            Self::UsernameIsEmail => "Username is an email address",
+            Self::InvalidCredentials { .. } => "Bitbucket rejected the credentials",
+            Self::MissingPermissions { .. } => "The credentials lack permissions",
+            Self::AccountMismatch { .. } => "The new credentials belong to another account",
+            Self::NotBitbucket { .. } => "Not a Bitbucket API",
+            Self::WrongApiPath { .. } => "Wrong Bitbucket API path",
+            Self::BitbucketRedirected { .. } => "Bitbucket answered with a redirect",
+            Self::BitbucketUnreachable { .. } => "Bitbucket is unreachable",
+            Self::BitbucketTlsError { .. } => "TLS connection to Bitbucket failed",
+            Self::BitbucketTimeout => "Bitbucket did not answer in time",
+            Self::BitbucketRateLimited { .. } => "Bitbucket rate limit reached",
+            Self::BitbucketUnavailable { .. } => "Bitbucket is failing",
+            Self::DuplicateName { .. } => "Name already used",
+            Self::VersionMismatch => "The connection changed",
+            Self::PreconditionRequired => "If-Match required",
+            Self::TooManyConnections { .. } => "Too many connections",
+            Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::ServiceUnavailable { .. } => "Temporarily unavailable",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Unauthenticated => "Sign in again: the request carried no authenticated user.".into(),
+            Self::NotFound => "No connection with this id exists for you.".into(),
+            Self::MethodNotAllowed => "This route does not support that method.".into(),
+            Self::UnsupportedMediaType => "Send the body as JSON with 'Content-Type: application/json'.".into(),
+            Self::PayloadTooLarge { limit } => format!("The request body must be at most {limit} bytes."),
+            Self::MalformedJson { detail } => format!("The body is not valid JSON: {detail}."),
+            Self::ValidationFailed { errors } => match errors.as_slice() {
+                [one] => format!("'{}' {}.", one.field, one.detail),
+                _ => "Some fields are invalid; see 'errors'.".into(),
+            },
+            Self::UsernameIsEmail => "App passwords go with your Bitbucket username, not your email. Find the username under Personal settings > Account settings on bitbucket.org; or, if this is an Atlassian API token, set credential_type to 'api_token'.".into(),
+            Self::AccountMismatch { expected, found } => format!("The new credentials belong to Bitbucket account '{found}', not '{expected}'. Send \"confirm_account_change\": true to switch accounts."),
+            Self::BitbucketTimeout => "Bitbucket did not answer in time. Try again; if it persists, check the URL.".into(),
+            Self::BitbucketRateLimited { retry_after } => match retry_after {
+                Some(wait) => format!("Bitbucket is rate limiting this account. Try again in {} seconds.", wait.as_secs()),
+                None => "Bitbucket is rate limiting this account (about 1,000 requests an hour). Try again later.".into(),
+            },
+            Self::DuplicateName { name } => format!("You already have a connection named '{name}'. Choose another name."),
+            Self::VersionMismatch => "The connection was changed since you read it. Fetch it again and retry with the new ETag.".into(),
+            Self::PreconditionRequired => "Send If-Match with the ETag you read.".into(),
+            Self::TooManyConnections { limit } => format!("You have reached the limit of {limit} connections. Delete one first."),
+            Self::IdempotencyKeyReused => "This Idempotency-Key was already used with a different request body. Use a new key.".into(),
+            Self::ServiceUnavailable { detail } => (*detail).into(),
+            Self::UrlNotAllowed { detail }
+            | Self::InvalidCredentials { detail }
+            | Self::MissingPermissions { detail, .. }
+            | Self::NotBitbucket { detail }
+            | Self::WrongApiPath { detail }
+            | Self::BitbucketRedirected { detail }
+            | Self::BitbucketUnreachable { detail }
+            | Self::BitbucketTlsError { detail }
+            | Self::BitbucketUnavailable { detail } => detail.clone(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::BitbucketRateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(60))),
+            Self::ServiceUnavailable { .. } => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
+    pub fn to_response(&self) -> Response<Body> {
+        let mut body = serde_json::json!({
+            "type": format!("urn:problem:git-connections:{}", self.code()),
+            "title": self.title(),
+            "status": self.status().as_u16(),
+            "code": self.code(),
+            "detail": self.detail(),
+        });
+        match self {
+            Self::ValidationFailed { errors } => body["errors"] = serde_json::json!(errors),
+            Self::UrlNotAllowed { .. } => {
+                body["errors"] = serde_json::json!([FieldError::new("url", "url_not_allowed", self.detail())]);
+            }
+            Self::UsernameIsEmail => {
+                body["errors"] = serde_json::json!([FieldError::new(
+                    "username",
+                    "username_is_email",
+                    "is an email address; app passwords use the Bitbucket username"
+                )]);
+            }
+            Self::DuplicateName { .. } => {
+                body["errors"] = serde_json::json!([FieldError::new(
+                    "name",
+                    "duplicate_name",
+                    "is already used by another of your connections"
+                )]);
+            }
+            Self::MissingPermissions { missing, granted, .. } => {
+                body["missing_scopes"] = serde_json::json!(missing);
+                body["granted_scopes"] = serde_json::json!(granted);
+            }
+            _ => {}
+        }
+        let mut response = crate::http::json_response(self.status(), &body);
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(wait) = self.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitbucket_refusals_are_never_401_or_403() {
+        let refusals = [
+            ApiError::InvalidCredentials { detail: String::new() },
+            ApiError::MissingPermissions { missing: vec![], granted: vec![], detail: String::new() },
+            ApiError::UsernameIsEmail,
+        ];
+        for error in refusals {
+            assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY, "{}", error.code());
+        }
+    }
+
+    #[test]
+    fn problem_responses_carry_code_and_media_type() {
+        let response = ApiError::DuplicateName { name: "work".into() }.to_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let Body::Text(text) = response.body() else { panic!("expected a text body") };
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(json["code"], "duplicate_name");
+        assert_eq!(json["errors"][0]["field"], "name");
+    }
+
+    #[test]
+    fn rate_limits_tell_when_to_retry() {
+        let response = ApiError::BitbucketRateLimited { retry_after: Some(Duration::from_secs(30)) }.to_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+    }
+}

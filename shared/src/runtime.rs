@@ -1,0 +1,96 @@
+//! Process start-up shared by the four functions: logging and building the
+//! handler's ports from configuration, once.
+
+use std::sync::Arc;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Backend, Config};
+use crate::seal::{KmsSealer, LocalSealer, Sealer};
+use crate::store::{ConnectionStore, DynamoStore, EmbeddedStore};
+
+/// Targets that log raw events or request bodies (passwords, tokens) at TRACE
+/// or DEBUG. They are held at INFO whatever `RUST_LOG` asks for.
+const HELD_AT_INFO: &[&str] = &[
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "lambda_http",
+    "aws_smithy_runtime",
+    "aws_smithy_http_client",
+    "aws_sdk_kms",
+    "aws_sdk_dynamodb",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "rustls",
+];
+
+/// The log filter for a `RUST_LOG`-style request, with the leaky targets capped.
+pub fn log_filter(requested: &str) -> EnvFilter {
+    let mut directives: Vec<String> = requested
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !HELD_AT_INFO.iter().any(|t| d.starts_with(t)))
+        .map(|d| if d.eq_ignore_ascii_case("trace") { "debug".to_owned() } else { d.to_owned() })
+        .collect();
+    if directives.is_empty() {
+        directives.push("info".into());
+    }
+    directives.extend(HELD_AT_INFO.iter().map(|t| format!("{t}=info")));
+    EnvFilter::try_new(directives.join(",")).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// JSON lines on stdout, which Lambda ships to CloudWatch.
+pub fn init_logging() {
+    let requested = std::env::var("RUST_LOG").or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL")).unwrap_or_default();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(log_filter(&requested.to_ascii_lowercase()))
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// The store the configuration names.
+pub async fn store(config: &Config) -> Result<Arc<dyn ConnectionStore>, String> {
+    Ok(match &config.backend {
+        Backend::Aws { table, .. } => {
+            let sdk = crate::aws::sdk_config().await;
+            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone()))
+        }
+        Backend::Embedded { dir } => Arc::new(EmbeddedStore::open(&dir.join("connections.sqlite3"))?),
+    })
+}
+
+/// Both ports, sharing one SDK configuration.
+pub async fn store_and_sealer(config: &Config) -> Result<(Arc<dyn ConnectionStore>, Arc<dyn Sealer>), String> {
+    Ok(match &config.backend {
+        Backend::Aws { table, key_id } => {
+            let key_id = key_id.clone().ok_or("CONNECTIONS_KEY_ID must name the KMS key")?;
+            let sdk = crate::aws::sdk_config().await;
+            let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone()));
+            let sealer = Arc::new(KmsSealer::new(aws_sdk_kms::Client::new(&sdk), key_id));
+            (store, sealer)
+        }
+        Backend::Embedded { dir } => {
+            let store = Arc::new(EmbeddedStore::open(&dir.join("connections.sqlite3"))?);
+            let sealer = Arc::new(LocalSealer::open_or_create(&dir.join("secret.key"))?);
+            (store, sealer)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaky_targets_stay_at_info_even_when_trace_is_asked() {
+        let filter = log_filter("trace,lambda_runtime=trace,my_crate=debug").to_string();
+        assert!(!filter.contains("lambda_runtime=trace"), "{filter}");
+        assert!(filter.contains("lambda_runtime=info"));
+        assert!(filter.contains("my_crate=debug"));
+        assert!(!filter.split(',').any(|d| d == "trace"));
+    }
+}

@@ -1,0 +1,53 @@
+//! Sealing secrets: the port and its adapters (KMS deployed, AES-GCM locally).
+
+mod kms;
+mod local;
+
+pub use kms::KmsSealer;
+pub use local::LocalSealer;
+
+use async_trait::async_trait;
+
+use crate::domain::{ConnectionId, Owner};
+use crate::secret::Secret;
+
+/// Ciphertext of a secret. Opaque; never the secret itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed(pub Vec<u8>);
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sealed({} bytes)", self.0.len())
+    }
+}
+
+/// What a ciphertext is bound to: it opens only for the same owner and connection.
+#[derive(Clone, Copy, Debug)]
+pub struct SealContext<'a> {
+    pub owner: &'a Owner,
+    pub connection: &'a ConnectionId,
+}
+
+impl SealContext<'_> {
+    pub const OWNER_KEY: &'static str = "owner";
+    pub const CONNECTION_KEY: &'static str = "connection_id";
+
+    pub fn pairs(&self) -> [(&'static str, String); 2] {
+        [(Self::OWNER_KEY, self.owner.as_str().to_owned()), (Self::CONNECTION_KEY, self.connection.to_string())]
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    /// The ciphertext does not open under this context and key.
+    #[error("ciphertext does not open under this context")]
+    Rejected,
+    #[error("sealer unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Sealer: Send + Sync {
+    async fn seal(&self, secret: &Secret, context: SealContext<'_>) -> Result<Sealed, SealError>;
+    async fn open(&self, sealed: &Sealed, context: SealContext<'_>) -> Result<Secret, SealError>;
+}

@@ -1,0 +1,389 @@
+//! DynamoDB adapter. One table; the owner is in the partition key, so no query
+//! can reach another owner's items.
+//!
+//! | item                | pk           | sk                  |
+//! |---------------------|--------------|---------------------|
+//! | connection          | `USER#<sub>` | `CONN#<id>`         |
+//! | name reservation    | `USER#<sub>` | `NAME#<folded name>`|
+//! | per-owner counter   | `USER#<sub>` | `OWNER`             |
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+
+use super::{ConnectionStore, Page, StoreError};
+use crate::domain::{Connection, ConnectionId, Owner};
+use crate::seal::Sealed;
+
+pub const PARTITION_KEY: &str = "pk";
+pub const SORT_KEY: &str = "sk";
+const SECRET: &str = "secret";
+const NAME_FOLDED: &str = "name_folded";
+const CONNECTION_ID: &str = "connection_id";
+const COUNT: &str = "connection_count";
+/// Attributes of the public resource: what `get` and `list` project, never the secret.
+const PUBLIC_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "provider",
+    "url",
+    "username",
+    "credential_type",
+    "account",
+    "scopes",
+    "status",
+    "status_reason",
+    "status_detail",
+    "verified_at",
+    "created_at",
+    "updated_at",
+    "version",
+];
+/// Another writer's transaction on the same items is retried, not reported.
+const CONFLICT_RETRIES: usize = 3;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    fn key(owner: &Owner, sk: String) -> Item {
+        HashMap::from([
+            (PARTITION_KEY.to_owned(), AttributeValue::S(format!("USER#{}", owner.as_str()))),
+            (SORT_KEY.to_owned(), AttributeValue::S(sk)),
+        ])
+    }
+
+    fn connection_key(owner: &Owner, id: &str) -> Item {
+        Self::key(owner, format!("CONN#{id}"))
+    }
+
+    fn name_key(owner: &Owner, folded: &str) -> Item {
+        Self::key(owner, format!("NAME#{folded}"))
+    }
+
+    fn owner_key(owner: &Owner) -> Item {
+        Self::key(owner, "OWNER".to_owned())
+    }
+
+    fn name_reservation(&self, owner: &Owner, folded: &str, id: &str) -> Result<TransactWriteItem, StoreError> {
+        let mut item = Self::name_key(owner, folded);
+        item.insert(CONNECTION_ID.into(), AttributeValue::S(id.to_owned()));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn release_name(&self, owner: &Owner, folded: &str, id: &str) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::name_key(owner, folded)))
+            .condition_expression("#cid = :cid")
+            .expression_attribute_names("#cid", CONNECTION_ID)
+            .expression_attribute_values(":cid", AttributeValue::S(id.to_owned()))
+            .build()
+            .map_err(unavailable)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    fn count_change(&self, owner: &Owner, delta: i64, max: Option<usize>) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::owner_key(owner)))
+            .update_expression("ADD #n :delta")
+            .expression_attribute_names("#n", COUNT)
+            .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()));
+        if let Some(max) = max {
+            update = update
+                .condition_expression("attribute_not_exists(#n) OR #n < :max")
+                .expression_attribute_values(":max", AttributeValue::N(max.to_string()));
+        }
+        Ok(TransactWriteItem::builder().update(update.build().map_err(unavailable)?).build())
+    }
+
+    /// Sets every public attribute of `next` (and the secret when given), only
+    /// if the stored version is still `previous.version`.
+    fn conditional_update(
+        &self,
+        owner: &Owner,
+        next: &Connection,
+        expected: u64,
+        sealed: Option<&Sealed>,
+    ) -> Result<Update, StoreError> {
+        let mut attributes = public_item(next)?;
+        attributes.insert(NAME_FOLDED.into(), AttributeValue::S(next.folded_name()));
+        if let Some(sealed) = sealed {
+            attributes.insert(SECRET.into(), AttributeValue::B(sealed.0.clone().into()));
+        }
+        let mut update = Update::builder().table_name(&self.table).set_key(Some(Self::connection_key(owner, &next.id)));
+        let mut sets = Vec::new();
+        let mut removes = Vec::new();
+        for (i, field) in PUBLIC_FIELDS.iter().chain([NAME_FOLDED, SECRET].iter()).enumerate() {
+            let name = format!("#f{i}");
+            match attributes.remove(*field) {
+                Some(value) => {
+                    sets.push(format!("{name} = :f{i}"));
+                    update = update.expression_attribute_values(format!(":f{i}"), value);
+                }
+                // A field that became empty (status_reason after a good verify) goes away;
+                // the secret is only ever replaced, never removed.
+                None if *field != SECRET => removes.push(name.clone()),
+                None => continue,
+            }
+            update = update.expression_attribute_names(name, *field);
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        update
+            .update_expression(expression)
+            .condition_expression("attribute_exists(pk) AND #v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+            .build()
+            .map_err(unavailable)
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Vec<Option<String>>> {
+        let mut attempt = 0;
+        loop {
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(error) => {
+                    let reasons = cancellation_reasons(&error);
+                    let conflict = reasons.iter().any(|r| r.as_deref() == Some("TransactionConflict"));
+                    if conflict && attempt < CONFLICT_RETRIES {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
+                        continue;
+                    }
+                    if reasons.is_empty() {
+                        tracing::error!(error = %DisplayErrorContext(&error), "TransactWriteItems failed");
+                        return Err(vec![Some("Unavailable".into())]);
+                    }
+                    return Err(reasons);
+                }
+            }
+        }
+    }
+}
+
+fn cancellation_reasons(error: &SdkError<TransactWriteItemsError>) -> Vec<Option<String>> {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            cancelled.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn failed_condition(reasons: &[Option<String>], index: usize) -> bool {
+    reasons.get(index).and_then(Option::as_deref) == Some("ConditionalCheckFailed")
+}
+
+fn unavailable<E: std::error::Error>(error: E) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(error).to_string())
+}
+
+fn public_item(connection: &Connection) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(connection).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn connection_from(item: Item) -> Result<Connection, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn projection() -> (String, HashMap<String, String>) {
+    let names: HashMap<String, String> =
+        PUBLIC_FIELDS.iter().enumerate().map(|(i, f)| (format!("#p{i}"), (*f).to_owned())).collect();
+    let expression = (0..PUBLIC_FIELDS.len()).map(|i| format!("#p{i}")).collect::<Vec<_>>().join(", ");
+    (expression, names)
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn create(
+        &self,
+        owner: &Owner,
+        connection: &Connection,
+        sealed: &Sealed,
+        max_per_owner: usize,
+    ) -> Result<(), StoreError> {
+        let mut item = public_item(connection)?;
+        item.extend(Self::connection_key(owner, &connection.id));
+        item.insert(NAME_FOLDED.into(), AttributeValue::S(connection.folded_name()));
+        item.insert(SECRET.into(), AttributeValue::B(sealed.0.clone().into()));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.name_reservation(owner, &connection.folded_name(), &connection.id)?,
+            self.count_change(owner, 1, Some(max_per_owner))?,
+        ];
+        self.transact(items).await.map_err(|reasons| {
+            if failed_condition(&reasons, 1) {
+                StoreError::DuplicateName
+            } else if failed_condition(&reasons, 2) {
+                StoreError::TooManyConnections
+            } else {
+                StoreError::Unavailable(format!("create cancelled: {reasons:?}"))
+            }
+        })
+    }
+
+    async fn get(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        let (expression, names) = projection();
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::connection_key(owner, &id.to_string())))
+            .projection_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item.map(connection_from).transpose()
+    }
+
+    async fn get_sealed(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<(Connection, Sealed)>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::connection_key(owner, &id.to_string())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(mut item) = output.item else { return Ok(None) };
+        let sealed = match item.remove(SECRET) {
+            Some(AttributeValue::B(blob)) => Sealed(blob.into_inner()),
+            _ => return Err(StoreError::Corrupt("connection item without a secret".into())),
+        };
+        Ok(Some((connection_from(item)?, sealed)))
+    }
+
+    async fn list(&self, owner: &Owner, limit: usize, after: Option<&ConnectionId>) -> Result<Page, StoreError> {
+        let (expression, mut names) = projection();
+        names.insert("#pk".into(), PARTITION_KEY.into());
+        names.insert("#sk".into(), SORT_KEY.into());
+        let start = after.map(|id| Self::connection_key(owner, &id.to_string()));
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("USER#{}", owner.as_str())))
+            .expression_attribute_values(":prefix", AttributeValue::S("CONN#".into()))
+            .projection_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let items = output.items.unwrap_or_default().into_iter().map(connection_from).collect::<Result<Vec<_>, _>>()?;
+        let next = output
+            .last_evaluated_key
+            .and_then(|key| key.get(SORT_KEY).and_then(|v| v.as_s().ok()).cloned())
+            .and_then(|sk| ConnectionId::parse(sk.trim_start_matches("CONN#")));
+        Ok(Page { items, next })
+    }
+
+    async fn update(
+        &self,
+        owner: &Owner,
+        previous: &Connection,
+        next: &Connection,
+        sealed: Option<&Sealed>,
+    ) -> Result<(), StoreError> {
+        let update = self.conditional_update(owner, next, previous.version, sealed)?;
+        let renamed = previous.folded_name() != next.folded_name();
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        if renamed {
+            items.push(self.release_name(owner, &previous.folded_name(), &previous.id)?);
+            items.push(self.name_reservation(owner, &next.folded_name(), &next.id)?);
+        }
+        self.transact(items).await.map_err(|reasons| {
+            if failed_condition(&reasons, 0) || failed_condition(&reasons, 1) {
+                StoreError::VersionMismatch
+            } else if failed_condition(&reasons, 2) {
+                StoreError::DuplicateName
+            } else {
+                StoreError::Unavailable(format!("update cancelled: {reasons:?}"))
+            }
+        })
+    }
+
+    async fn delete(&self, owner: &Owner, id: &ConnectionId, expected_version: Option<u64>) -> Result<(), StoreError> {
+        let id = id.to_string();
+        for _ in 0..=CONFLICT_RETRIES {
+            // The name reservation's key is only known from the item itself.
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::connection_key(owner, &id)))
+                .projection_expression("#n, #v")
+                .expression_attribute_names("#n", NAME_FOLDED)
+                .expression_attribute_names("#v", "version")
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let Some(item) = output.item else { return Err(StoreError::NotFound) };
+            let folded = item.get(NAME_FOLDED).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            let stored: u64 =
+                item.get("version").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or_default();
+            if expected_version.is_some_and(|expected| expected != stored) {
+                return Err(StoreError::VersionMismatch);
+            }
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::connection_key(owner, &id)))
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", AttributeValue::N(stored.to_string()))
+                .build()
+                .map_err(unavailable)?;
+            let items = vec![
+                TransactWriteItem::builder().delete(delete).build(),
+                self.release_name(owner, &folded, &id)?,
+                self.count_change(owner, -1, None)?,
+            ];
+            match self.transact(items).await {
+                Ok(()) => return Ok(()),
+                // Changed between our read and our delete: with a version pinned that is a
+                // mismatch; without one, read again and delete what is there now.
+                Err(reasons) if failed_condition(&reasons, 0) && expected_version.is_none() => continue,
+                Err(reasons) if failed_condition(&reasons, 0) => return Err(StoreError::VersionMismatch),
+                Err(reasons) => return Err(StoreError::Unavailable(format!("delete cancelled: {reasons:?}"))),
+            }
+        }
+        Err(StoreError::VersionMismatch)
+    }
+}

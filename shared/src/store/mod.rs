@@ -1,0 +1,91 @@
+//! The connection store port and its adapters.
+
+mod dynamo;
+mod embedded;
+
+pub use dynamo::DynamoStore;
+pub use embedded::EmbeddedStore;
+
+use async_trait::async_trait;
+
+use crate::domain::{Connection, ConnectionId, Owner};
+use crate::problem::ApiError;
+use crate::seal::Sealed;
+
+/// One page of an owner's connections, oldest first.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub items: Vec<Connection>,
+    pub next: Option<ConnectionId>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("the name is already used by another connection of this owner")]
+    DuplicateName,
+    #[error("the owner has reached the connection limit")]
+    TooManyConnections,
+    #[error("the stored version is not the expected one")]
+    VersionMismatch,
+    #[error("no such connection")]
+    NotFound,
+    /// The backend failed; the message is for logs only and names no secret.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub fn into_api(self, name: &str, limit: usize) -> ApiError {
+        match self {
+            Self::DuplicateName => ApiError::DuplicateName { name: name.to_owned() },
+            Self::TooManyConnections => ApiError::TooManyConnections { limit },
+            Self::VersionMismatch => ApiError::VersionMismatch,
+            Self::NotFound => ApiError::NotFound,
+            Self::Unavailable(reason) | Self::Corrupt(reason) => {
+                tracing::error!(reason = %reason, "connection store failed");
+                ApiError::ServiceUnavailable {
+                    detail: "The connection store is unavailable. Try again shortly; nothing was changed.",
+                }
+            }
+        }
+    }
+}
+
+/// Every write is conditional; a failed condition changes nothing.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Stores a new connection and reserves its name, atomically; refuses a
+    /// duplicate name (case-folded) or an owner already at `max_per_owner`.
+    async fn create(
+        &self,
+        owner: &Owner,
+        connection: &Connection,
+        sealed: &Sealed,
+        max_per_owner: usize,
+    ) -> Result<(), StoreError>;
+
+    /// The connection without its secret.
+    async fn get(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
+
+    /// The connection and its sealed secret, for the paths that must open it.
+    async fn get_sealed(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<(Connection, Sealed)>, StoreError>;
+
+    /// A page in creation order, never reading secrets.
+    async fn list(&self, owner: &Owner, limit: usize, after: Option<&ConnectionId>) -> Result<Page, StoreError>;
+
+    /// Replaces `previous` (matched on its `version`) by `next`, moving the name
+    /// reservation when the name changed; `sealed` replaces the secret when given.
+    async fn update(
+        &self,
+        owner: &Owner,
+        previous: &Connection,
+        next: &Connection,
+        sealed: Option<&Sealed>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the connection and its name reservation; with `expected_version`,
+    /// only if it still has that version.
+    async fn delete(&self, owner: &Owner, id: &ConnectionId, expected_version: Option<u64>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,178 @@
+//! The one HTTP client that talks to user-supplied Bitbucket URLs: no redirects,
+//! no proxies, bounded time and body size, internal addresses refused.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Certificate, StatusCode};
+use url::{Host, Url};
+
+use super::net::{BlockedAddress, GuardedResolver, NetPolicy, UnknownHost};
+use crate::problem::ApiError;
+use crate::secret::Secret;
+
+/// Bitbucket's answers we read are a few KB; anything far bigger is not one.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    pub policy: NetPolicy,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Extra trust anchors (PEM), for servers with a private CA and for TLS tests.
+    pub extra_roots_pem: Vec<Vec<u8>>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            policy: NetPolicy::default(),
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(8),
+            extra_roots_pem: Vec::new(),
+        }
+    }
+}
+
+pub enum Auth<'a> {
+    None,
+    Basic(&'a str, &'a Secret),
+    Bearer(&'a Secret),
+}
+
+/// A complete, size-capped answer.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+#[derive(Clone)]
+pub struct BitbucketHttp {
+    client: reqwest::Client,
+    policy: Arc<NetPolicy>,
+}
+
+impl BitbucketHttp {
+    pub fn new(settings: &ClientSettings) -> Result<Self, String> {
+        let policy = Arc::new(settings.policy.clone());
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .user_agent(concat!("git-connections/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(GuardedResolver { policy: policy.clone() });
+        for pem in &settings.extra_roots_pem {
+            let cert = Certificate::from_pem(pem).map_err(|e| format!("invalid extra root certificate: {e}"))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder.build().map_err(|e| format!("cannot build the Bitbucket HTTP client: {e}"))?;
+        Ok(Self { client, policy })
+    }
+
+    /// Refuses URLs the policy forbids before anything leaves the machine.
+    pub fn check_url(&self, url: &Url) -> Result<(), ApiError> {
+        let host = url.host_str().unwrap_or_default();
+        if url.scheme() != "https" && !self.policy.allows_plain_http(host) {
+            return Err(ApiError::UrlNotAllowed { detail: "The URL must start with https://.".into() });
+        }
+        // IP literals never reach the resolver, so they are judged here.
+        let literal = match url.host() {
+            Some(Host::Ipv4(v4)) => Some(v4.into()),
+            Some(Host::Ipv6(v6)) => Some(v6.into()),
+            _ => None,
+        };
+        if literal.is_some_and(|ip| !self.policy.allows_ip(ip)) {
+            return Err(not_allowed(host));
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, url: Url, auth: Auth<'_>) -> Result<Reply, ApiError> {
+        self.check_url(&url)?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let request = self.client.get(url).header("accept", "application/json");
+        let request = match auth {
+            Auth::None => request,
+            Auth::Basic(user, secret) => request.basic_auth(user, Some(secret.expose())),
+            Auth::Bearer(secret) => request.bearer_auth(secret.expose()),
+        };
+        let mut response = request.send().await.map_err(|e| classify(&e, &host))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, &host))? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::NotBitbucket {
+                    detail: format!(
+                        "{host} sent a response far larger than any Bitbucket API answer; check the server URL."
+                    ),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply { status, headers, body })
+    }
+}
+
+fn not_allowed(host: &str) -> ApiError {
+    ApiError::UrlNotAllowed {
+        detail: format!(
+            "{host} is an internal address. Use the public address of your Bitbucket server, or ask your operator to allow it."
+        ),
+    }
+}
+
+/// Turns a transport failure into the problem the user can act on. The error
+/// text itself is never shown: it can quote the URL.
+fn classify(error: &reqwest::Error, host: &str) -> ApiError {
+    if error.is_timeout() {
+        return ApiError::BitbucketTimeout;
+    }
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(cause) = source {
+        if cause.is::<BlockedAddress>() {
+            return not_allowed(host);
+        }
+        if cause.is::<UnknownHost>() {
+            return ApiError::BitbucketUnreachable {
+                detail: format!("The host {host} does not exist (DNS lookup failed). Check the server URL."),
+            };
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return ApiError::BitbucketUnreachable {
+                        detail: format!("{host} refused the connection. Check the server URL and port."),
+                    };
+                }
+                std::io::ErrorKind::TimedOut => return ApiError::BitbucketTimeout,
+                _ => {}
+            }
+        }
+        if cause.is::<rustls::Error>() || cause.to_string().to_ascii_lowercase().contains("certificate") {
+            return ApiError::BitbucketTlsError {
+                detail: format!(
+                    "The TLS certificate of {host} is not trusted or does not match the host. Check the server URL; a private CA must be configured by your operator."
+                ),
+            };
+        }
+        source = cause.source();
+    }
+    ApiError::BitbucketUnreachable {
+        detail: format!("Could not connect to {host}. Check the server URL and that the server is up."),
+    }
+}
