@@ -1,0 +1,327 @@
+//! A local Bitbucket that answers with the real wire format: Cloud's `/2.0/user`
+//! (Basic auth, `x-oauth-scopes`, `x-credential-type`, the 401/403 bodies) and
+//! Data Center's `/rest/api/1.0` (`application-properties`, `X-AUSERNAME`,
+//! `repos?permission=`). A path prefix picks the server's behaviour, so one fake
+//! serves every scenario at once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use serde_json::json;
+
+pub const APP_PASSWORD_USER: &str = "jdoe";
+pub const APP_PASSWORD: &str = "app-pass-good-4Kq9";
+pub const APP_PASSWORD_READ_ONLY: &str = "app-pass-readonly-7Zt2";
+pub const API_TOKEN_EMAIL: &str = "jdoe@example.com";
+pub const API_TOKEN: &str = "ATATT3xFfGF0-good-token-value";
+pub const API_TOKEN_NO_ACCOUNT_SCOPE: &str = "ATATT3xFfGF0-no-user-scope";
+pub const API_TOKEN_WRITE_ONLY: &str = "ATATT3xFfGF0-write-only";
+pub const OTHER_EMAIL: &str = "someone.else@example.com";
+pub const OTHER_TOKEN: &str = "ATATT3xFfGF0-other-account";
+pub const DC_USER: &str = "alice";
+pub const DC_TOKEN: &str = "BBDC-dc-token-good-Mzc1";
+pub const DC_TOKEN_READ_ONLY: &str = "BBDC-dc-token-readonly";
+pub const DC_TOKEN_OF_BOB: &str = "BBDC-dc-token-of-bob";
+
+pub const JDOE_UUID: &str = "{4f6d1a2c-8e0b-4c8f-9d1e-2b7a3c5d6e7f}";
+pub const OTHER_UUID: &str = "{9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d}";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub path: String,
+    pub authorized: bool,
+}
+
+#[derive(Clone, Default)]
+struct Shared {
+    revoked: Arc<Mutex<HashSet<String>>>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+pub struct FakeBitbucket {
+    /// `http://127.0.0.1:<port>`
+    pub origin: String,
+    shared: Shared,
+}
+
+impl FakeBitbucket {
+    pub async fn start() -> Self {
+        let shared = Shared::default();
+        let app = Router::new()
+            .route("/cloud/2.0/user", get(cloud_user))
+            .route(
+                "/html/2.0/user",
+                get(|| async { ([("content-type", "text/html")], "<html><body>Log in</body></html>") }),
+            )
+            .route(
+                "/ratelimited/2.0/user",
+                get(|| async { (StatusCode::TOO_MANY_REQUESTS, "Rate limit for this resource has been exceeded") }),
+            )
+            .route(
+                "/ratelimited-retry/2.0/user",
+                get(|| async { (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "42")], "") }),
+            )
+            .route(
+                "/broken/2.0/user",
+                get(|| async {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [("content-type", "application/json")],
+                        r#"{"type":"error","error":{"message":"Service unavailable"}}"#,
+                    )
+                }),
+            )
+            .route(
+                "/login/2.0/user",
+                get(|| async {
+                    (
+                        StatusCode::FOUND,
+                        [("location", "https://id.atlassian.com/login?continue=https%3A%2F%2Fbitbucket.org")],
+                        "",
+                    )
+                }),
+            )
+            .route(
+                "/moved/2.0/user",
+                get(|| async {
+                    (StatusCode::MOVED_PERMANENTLY, [("location", "http://169.254.169.254/latest/meta-data/")], "")
+                }),
+            )
+            .route(
+                "/slow/2.0/user",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "too late"
+                }),
+            )
+            .route(
+                "/huge/2.0/user",
+                get(|| async { ([("content-type", "application/json")], "[".repeat(1024 * 1024)) }),
+            )
+            .route("/dc/rest/api/1.0/application-properties", get(dc_properties))
+            .route("/dc/rest/api/1.0/users/{slug}", get(dc_user))
+            .route("/dc/rest/api/1.0/repos", get(dc_repos))
+            .route(
+                "/web/rest/api/1.0/application-properties",
+                get(|| async { ([("content-type", "text/html")], "<html>Welcome</html>") }),
+            )
+            .fallback(|uri: Uri| async move {
+                (
+                    StatusCode::NOT_FOUND,
+                    [("content-type", "text/html")],
+                    format!("<html>{} not found</html>", uri.path()),
+                )
+            })
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake Bitbucket");
+        let origin = format!("http://{}", listener.local_addr().expect("local addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { origin, shared }
+    }
+
+    /// The API base for a behaviour: `cloud`, `html`, `ratelimited`, … (Cloud) or `dc`, `web` (Data Center root).
+    pub fn url(&self, behaviour: &str) -> String {
+        match behaviour {
+            "dc" | "web" => format!("{}/{behaviour}", self.origin),
+            _ => format!("{}/{behaviour}/2.0", self.origin),
+        }
+    }
+
+    /// From now on this password or token is refused with 401, as after revocation.
+    pub fn revoke(&self, secret: &str) {
+        self.shared.revoked.lock().unwrap().insert(secret.to_owned());
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+}
+
+async fn record(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let recorded =
+        Recorded { path: request.uri().path().to_owned(), authorized: request.headers().contains_key("authorization") };
+    shared.requests.lock().unwrap().push(recorded);
+    next.run(request).await
+}
+
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get("authorization")?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(value).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+fn json_response(status: StatusCode, headers: &[(&'static str, &str)], body: serde_json::Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    for (name, value) in headers {
+        response.headers_mut().insert(*name, HeaderValue::from_str(value).unwrap());
+    }
+    response
+}
+
+fn cloud_user_body(uuid: &str, display_name: &str, nickname: &str) -> serde_json::Value {
+    json!({
+        "type": "user",
+        "uuid": uuid,
+        "account_id": "557058:0d6f1a2b-3c4d-5e6f-7a8b-9c0d1e2f3a4b",
+        "display_name": display_name,
+        "nickname": nickname,
+        "account_status": "active",
+        "created_on": "2019-04-01T10:00:00.000000+00:00",
+        "links": {
+            "self": {"href": "https://api.bitbucket.org/2.0/users/%7B4f6d1a2c%7D"},
+            "html": {"href": "https://bitbucket.org/%7B4f6d1a2c%7D/"},
+            "avatar": {"href": "https://secure.gravatar.com/avatar/x"}
+        }
+    })
+}
+
+const TOKEN_SCOPES: &str = "read:user:bitbucket, read:repository:bitbucket, write:repository:bitbucket, read:pullrequest:bitbucket, write:pullrequest:bitbucket, read:project:bitbucket";
+
+async fn cloud_user(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    let unauthorized = || {
+        let mut response = (StatusCode::UNAUTHORIZED, "").into_response();
+        response
+            .headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Basic realm=\"Bitbucket.org HTTP\""));
+        response
+    };
+    let Some((user, password)) = basic(&headers) else { return unauthorized() };
+    if shared.revoked.lock().unwrap().contains(&password) {
+        return unauthorized();
+    }
+    let jdoe = || cloud_user_body(JDOE_UUID, "J Doe", "jdoe");
+    match (user.as_str(), password.as_str()) {
+        (APP_PASSWORD_USER, APP_PASSWORD) => json_response(
+            StatusCode::OK,
+            &[("x-oauth-scopes", "pullrequest:write, project:write, repository:write, account")],
+            jdoe(),
+        ),
+        (APP_PASSWORD_USER, APP_PASSWORD_READ_ONLY) => {
+            json_response(StatusCode::OK, &[("x-oauth-scopes", "pullrequest, project, repository, account")], jdoe())
+        }
+        (API_TOKEN_EMAIL, API_TOKEN) => json_response(
+            StatusCode::OK,
+            &[("x-oauth-scopes", TOKEN_SCOPES), ("x-credential-type", "api_token")],
+            jdoe(),
+        ),
+        (API_TOKEN_EMAIL, API_TOKEN_WRITE_ONLY) => json_response(
+            StatusCode::OK,
+            &[
+                (
+                    "x-oauth-scopes",
+                    "read:user:bitbucket, write:repository:bitbucket, write:pullrequest:bitbucket, read:project:bitbucket",
+                ),
+                ("x-credential-type", "api_token"),
+            ],
+            jdoe(),
+        ),
+        (OTHER_EMAIL, OTHER_TOKEN) => json_response(
+            StatusCode::OK,
+            &[("x-oauth-scopes", TOKEN_SCOPES), ("x-credential-type", "api_token")],
+            cloud_user_body(OTHER_UUID, "Someone Else", "someone"),
+        ),
+        (API_TOKEN_EMAIL, API_TOKEN_NO_ACCOUNT_SCOPE) => json_response(
+            StatusCode::FORBIDDEN,
+            &[("x-credential-type", "api_token"), ("x-accepted-oauth-scopes", "read:user:bitbucket")],
+            json!({
+                "type": "error",
+                "error": {
+                    "message": "Your credentials lack one or more required privilege scopes.",
+                    "detail": {
+                        "granted": ["read:repository:bitbucket", "write:repository:bitbucket", "read:pullrequest:bitbucket", "write:pullrequest:bitbucket", "read:project:bitbucket"],
+                        "required": ["read:user:bitbucket"]
+                    }
+                }
+            }),
+        ),
+        _ => unauthorized(),
+    }
+}
+
+async fn dc_properties() -> Response {
+    json_response(
+        StatusCode::OK,
+        &[],
+        json!({"version": "8.19.12", "buildNumber": "8019012", "buildDate": "1717000000000", "displayName": "Bitbucket"}),
+    )
+}
+
+fn dc_unauthorized() -> Response {
+    json_response(
+        StatusCode::UNAUTHORIZED,
+        &[],
+        json!({"errors": [{
+            "context": null,
+            "message": "Authentication failed. Please check your credentials and try again.",
+            "exceptionName": "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException"
+        }]}),
+    )
+}
+
+/// The Data Center user a token authenticates as, if it is a known token.
+fn dc_authenticate(shared: &Shared, headers: &HeaderMap) -> Option<&'static str> {
+    let (user, token) = basic(headers)?;
+    if shared.revoked.lock().unwrap().contains(&token) {
+        return None;
+    }
+    match (user.as_str(), token.as_str()) {
+        (DC_USER, DC_TOKEN | DC_TOKEN_READ_ONLY) => Some(DC_USER),
+        // A user token authenticates its owner whatever username is sent with it.
+        (_, DC_TOKEN_OF_BOB) => Some("bob"),
+        _ => None,
+    }
+}
+
+async fn dc_user(State(shared): State<Shared>, Path(slug): Path<String>, headers: HeaderMap) -> Response {
+    let Some(authenticated) = dc_authenticate(&shared, &headers) else { return dc_unauthorized() };
+    let au = [("x-ausername", authenticated)];
+    if slug != authenticated {
+        return json_response(
+            StatusCode::OK,
+            &au,
+            json!({"name": slug, "slug": slug, "id": 99, "displayName": slug, "active": true, "type": "NORMAL"}),
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        &au,
+        json!({"name": "alice", "emailAddress": "alice@corp.example", "id": 101, "displayName": "Alice Admin", "active": true, "slug": "alice", "type": "NORMAL"}),
+    )
+}
+
+async fn dc_repos(
+    State(shared): State<Shared>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(authenticated) = dc_authenticate(&shared, &headers) else { return dc_unauthorized() };
+    let read_only = basic(&headers).is_some_and(|(_, token)| token == DC_TOKEN_READ_ONLY);
+    let wants_write = query.get("permission").map(String::as_str) == Some("REPO_WRITE");
+    let values = if wants_write && read_only {
+        json!([])
+    } else {
+        json!([{"slug": "infra", "name": "infra", "project": {"key": "OPS"}}])
+    };
+    let size = values.as_array().map_or(0, Vec::len);
+    json_response(
+        StatusCode::OK,
+        &[("x-ausername", authenticated)],
+        json!({"size": size, "limit": 1, "isLastPage": size == 0, "values": values, "start": 0}),
+    )
+}

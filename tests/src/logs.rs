@@ -1,0 +1,40 @@
+//! Captures every log line the service writes, through the production filter
+//! at its most verbose, so tests can search them for secrets.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static CAPTURE: OnceLock<Buffer> = OnceLock::new();
+
+/// Installs the capture once per test binary; later calls are no-ops.
+pub fn capture() {
+    CAPTURE.get_or_init(|| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(connections::runtime::log_filter("trace"))
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    });
+}
+
+/// Everything logged so far by every test in this binary.
+pub fn captured() -> String {
+    CAPTURE.get().map(|b| String::from_utf8_lossy(&b.0.lock().unwrap()).into_owned()).unwrap_or_default()
+}
