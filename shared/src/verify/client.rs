@@ -142,14 +142,20 @@ fn classify(error: &reqwest::Error, host: &str) -> ApiError {
     if error.is_timeout() {
         return ApiError::BitbucketTimeout;
     }
-    let mut source: Option<&(dyn StdError + 'static)> = error.source();
-    while let Some(cause) = source {
+    for cause in causes(error) {
         if cause.is::<BlockedAddress>() {
             return not_allowed(host);
         }
         if cause.is::<UnknownHost>() {
             return ApiError::BitbucketUnreachable {
                 detail: format!("The host {host} does not exist (DNS lookup failed). Check the server URL."),
+            };
+        }
+        if cause.is::<rustls::Error>() {
+            return ApiError::BitbucketTlsError {
+                detail: format!(
+                    "A secure (TLS) connection to {host} failed: its certificate is not trusted, does not match the host, or it does not speak HTTPS on this port. Check the server URL; a private CA must be configured by your operator."
+                ),
             };
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
@@ -163,16 +169,27 @@ fn classify(error: &reqwest::Error, host: &str) -> ApiError {
                 _ => {}
             }
         }
-        if cause.is::<rustls::Error>() || cause.to_string().to_ascii_lowercase().contains("certificate") {
-            return ApiError::BitbucketTlsError {
-                detail: format!(
-                    "The TLS certificate of {host} is not trusted or does not match the host. Check the server URL; a private CA must be configured by your operator."
-                ),
-            };
-        }
-        source = cause.source();
     }
     ApiError::BitbucketUnreachable {
         detail: format!("Could not connect to {host}. Check the server URL and that the server is up."),
     }
+}
+
+/// Every error in the chain, including the ones an `io::Error` wraps (its
+/// `source()` skips the wrapped error itself).
+fn causes<'a>(error: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    fn collect<'a>(error: &'a (dyn StdError + 'static), found: &mut Vec<&'a (dyn StdError + 'static)>) {
+        found.push(error);
+        if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            collect(inner, found);
+        }
+        if let Some(source) = error.source() {
+            collect(source, found);
+        }
+    }
+    let mut found = Vec::new();
+    if let Some(source) = error.source() {
+        collect(source, &mut found);
+    }
+    found
 }
