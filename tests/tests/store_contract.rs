@@ -1,0 +1,216 @@
+//! One contract, every store adapter: DynamoDB (on moto) and the embedded SQLite store.
+
+use std::sync::Arc;
+
+use blackbox::emulator;
+use connections::domain::{Account, Connection, ConnectionId, CredentialType, Owner, Provider, Status, now};
+use connections::seal::Sealed;
+use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore, StoreError};
+
+type Store = Arc<dyn ConnectionStore>;
+
+async fn dynamo() -> (Store, Option<tempfile::TempDir>) {
+    let client = emulator::dynamodb().await;
+    let table = emulator::create_table(&client).await;
+    (Arc::new(DynamoStore::new(client, table)), None)
+}
+
+async fn embedded() -> (Store, Option<tempfile::TempDir>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("c.sqlite3")).unwrap();
+    (Arc::new(store), Some(dir))
+}
+
+fn owner(name: &str) -> Owner {
+    Owner::parse(name).unwrap()
+}
+
+fn connection(name: &str) -> Connection {
+    let at = now();
+    Connection {
+        id: ConnectionId::new().to_string(),
+        name: name.into(),
+        provider: Provider::BitbucketCloud,
+        url: "https://api.bitbucket.org/2.0".into(),
+        username: "jdoe".into(),
+        credential_type: CredentialType::AppPassword,
+        account: Account { uuid: Some("{u}".into()), display_name: Some("J".into()), username: Some("jdoe".into()) },
+        scopes: vec!["repository:write".into()],
+        status: Status::Verified,
+        status_reason: None,
+        status_detail: None,
+        verified_at: at,
+        created_at: at,
+        updated_at: at,
+        version: 1,
+    }
+}
+
+fn id_of(c: &Connection) -> ConnectionId {
+    ConnectionId::parse(&c.id).unwrap()
+}
+
+fn sealed(tag: u8) -> Sealed {
+    Sealed(vec![tag; 48])
+}
+
+fn bumped(previous: &Connection) -> Connection {
+    let mut next = previous.clone();
+    next.version += 1;
+    next
+}
+
+async fn create_then_read_back(store: Store) {
+    let alice = owner("alice");
+    let c = connection("Work");
+    store.create(&alice, &c, &sealed(1), 100).await.unwrap();
+    assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), Some(c.clone()));
+    let (read, secret) = store.get_sealed(&alice, &id_of(&c)).await.unwrap().unwrap();
+    assert_eq!((read, secret), (c.clone(), sealed(1)));
+    assert_eq!(store.get(&owner("bob"), &id_of(&c)).await.unwrap(), None, "another owner sees nothing");
+}
+
+async fn names_are_unique_per_owner_ignoring_case(store: Store) {
+    let alice = owner("alice");
+    store.create(&alice, &connection("Work"), &sealed(1), 100).await.unwrap();
+    assert_eq!(store.create(&alice, &connection("WORK"), &sealed(1), 100).await, Err(StoreError::DuplicateName));
+    store.create(&owner("bob"), &connection("work"), &sealed(1), 100).await.unwrap();
+    assert_eq!(store.list(&alice, 10, None).await.unwrap().items.len(), 1, "the refused create wrote nothing");
+}
+
+async fn the_owner_limit_holds_and_frees_on_delete(store: Store) {
+    let alice = owner("alice");
+    let first = connection("a");
+    store.create(&alice, &first, &sealed(1), 2).await.unwrap();
+    store.create(&alice, &connection("b"), &sealed(1), 2).await.unwrap();
+    assert_eq!(store.create(&alice, &connection("c"), &sealed(1), 2).await, Err(StoreError::TooManyConnections));
+    store.create(&owner("bob"), &connection("c"), &sealed(1), 2).await.unwrap();
+    store.delete(&alice, &id_of(&first), None).await.unwrap();
+    store.create(&alice, &connection("c"), &sealed(1), 2).await.unwrap();
+}
+
+async fn lists_page_in_creation_order_within_the_owner(store: Store) {
+    let alice = owner("alice");
+    let mut created = Vec::new();
+    for n in 0..5 {
+        let c = connection(&format!("c{n}"));
+        store.create(&alice, &c, &sealed(1), 100).await.unwrap();
+        created.push(c);
+    }
+    store.create(&owner("bob"), &connection("bob"), &sealed(1), 100).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(&alice, 2, after.as_ref()).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created);
+    assert!(store.list(&owner("carol"), 10, None).await.unwrap().items.is_empty());
+}
+
+async fn updates_are_conditional_on_the_version(store: Store) {
+    let alice = owner("alice");
+    let c = connection("work");
+    store.create(&alice, &c, &sealed(1), 100).await.unwrap();
+    let mut next = bumped(&c);
+    next.status = Status::Invalid;
+    next.status_reason = Some("invalid_credentials".into());
+    store.update(&alice, &c, &next, None).await.unwrap();
+    assert_eq!(store.update(&alice, &c, &bumped(&c), None).await, Err(StoreError::VersionMismatch), "stale version");
+    let (read, secret) = store.get_sealed(&alice, &id_of(&c)).await.unwrap().unwrap();
+    assert_eq!(read, next);
+    assert_eq!(secret, sealed(1), "an update without a secret keeps the stored one");
+
+    let mut healed = bumped(&next);
+    healed.status = Status::Verified;
+    healed.status_reason = None;
+    store.update(&alice, &next, &healed, Some(&sealed(2))).await.unwrap();
+    let (read, secret) = store.get_sealed(&alice, &id_of(&c)).await.unwrap().unwrap();
+    assert_eq!(read, healed, "cleared fields are gone");
+    assert_eq!(secret, sealed(2));
+}
+
+async fn renames_move_the_reservation(store: Store) {
+    let alice = owner("alice");
+    let work = connection("work");
+    let home = connection("home");
+    store.create(&alice, &work, &sealed(1), 100).await.unwrap();
+    store.create(&alice, &home, &sealed(1), 100).await.unwrap();
+    let mut onto_home = bumped(&work);
+    onto_home.name = "HOME".into();
+    assert_eq!(store.update(&alice, &work, &onto_home, None).await, Err(StoreError::DuplicateName));
+    assert_eq!(store.get(&alice, &id_of(&work)).await.unwrap(), Some(work.clone()), "refused rename changed nothing");
+
+    let mut renamed = bumped(&work);
+    renamed.name = "office".into();
+    store.update(&alice, &work, &renamed, None).await.unwrap();
+    store.create(&alice, &connection("work"), &sealed(1), 100).await.unwrap();
+    assert_eq!(store.create(&alice, &connection("Office"), &sealed(1), 100).await, Err(StoreError::DuplicateName));
+}
+
+async fn deletes_are_final_and_conditional(store: Store) {
+    let alice = owner("alice");
+    let c = connection("work");
+    store.create(&alice, &c, &sealed(1), 100).await.unwrap();
+    assert_eq!(store.delete(&owner("bob"), &id_of(&c), None).await, Err(StoreError::NotFound));
+    assert_eq!(store.delete(&alice, &id_of(&c), Some(7)).await, Err(StoreError::VersionMismatch));
+    store.delete(&alice, &id_of(&c), Some(1)).await.unwrap();
+    assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), None);
+    assert_eq!(store.delete(&alice, &id_of(&c), None).await, Err(StoreError::NotFound));
+    // An edit that read the connection before the delete must not bring it back.
+    assert_eq!(store.update(&alice, &c, &bumped(&c), None).await, Err(StoreError::VersionMismatch));
+    assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), None);
+    store.create(&alice, &connection("work"), &sealed(1), 100).await.unwrap();
+}
+
+macro_rules! contract {
+    ($adapter:ident) => {
+        mod $adapter {
+            use super::*;
+
+            #[tokio::test]
+            async fn create_then_read_back() {
+                let (store, _dir) = super::$adapter().await;
+                super::create_then_read_back(store).await;
+            }
+            #[tokio::test]
+            async fn names_are_unique_per_owner_ignoring_case() {
+                let (store, _dir) = super::$adapter().await;
+                super::names_are_unique_per_owner_ignoring_case(store).await;
+            }
+            #[tokio::test]
+            async fn the_owner_limit_holds_and_frees_on_delete() {
+                let (store, _dir) = super::$adapter().await;
+                super::the_owner_limit_holds_and_frees_on_delete(store).await;
+            }
+            #[tokio::test]
+            async fn lists_page_in_creation_order_within_the_owner() {
+                let (store, _dir) = super::$adapter().await;
+                super::lists_page_in_creation_order_within_the_owner(store).await;
+            }
+            #[tokio::test]
+            async fn updates_are_conditional_on_the_version() {
+                let (store, _dir) = super::$adapter().await;
+                super::updates_are_conditional_on_the_version(store).await;
+            }
+            #[tokio::test]
+            async fn renames_move_the_reservation() {
+                let (store, _dir) = super::$adapter().await;
+                super::renames_move_the_reservation(store).await;
+            }
+            #[tokio::test]
+            async fn deletes_are_final_and_conditional() {
+                let (store, _dir) = super::$adapter().await;
+                super::deletes_are_final_and_conditional(store).await;
+            }
+        }
+    };
+}
+
+contract!(dynamo);
+contract!(embedded);
