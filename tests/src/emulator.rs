@@ -1,7 +1,9 @@
 //! Clients for the moto server that `scripts/test` starts. Tests fail loudly
 //! when it is not there: a missing emulator is never a skipped test.
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+};
 use aws_sdk_kms::types::KeyUsageType;
 
 pub const ENDPOINT_VARIABLE: &str = "MOTO_ENDPOINT";
@@ -34,24 +36,54 @@ pub async fn kms() -> aws_sdk_kms::Client {
     aws_sdk_kms::Client::new(&sdk_config().await)
 }
 
-/// A fresh table with the key schema the store uses, named uniquely per test.
-pub async fn create_table(client: &aws_sdk_dynamodb::Client) -> String {
-    let name = format!("connections-{}", uuid_like());
-    let attribute = |n: &str| {
-        AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
+/// The table definition of `infra/template.yaml`: what gets deployed is what the tests run on.
+pub struct TableDefinition {
+    pub attributes: Vec<(String, String)>,
+    pub keys: Vec<(String, String)>,
+    pub ttl_attribute: Option<String>,
+}
+
+pub fn template_table() -> TableDefinition {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+    let text = std::fs::read_to_string(&path).expect("infra/template.yaml");
+    let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("the template is YAML");
+    let properties = &template["Resources"]["ConnectionsTable"]["Properties"];
+    let pairs = |list: &serde_yaml_ng::Value, a: &str, b: &str| -> Vec<(String, String)> {
+        list.as_sequence()
+            .expect("a list in the table definition")
+            .iter()
+            .map(|item| (item[a].as_str().unwrap().to_owned(), item[b].as_str().unwrap().to_owned()))
+            .collect()
     };
-    let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
-    client
-        .create_table()
-        .table_name(&name)
-        .attribute_definitions(attribute("pk"))
-        .attribute_definitions(attribute("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table in moto");
+    TableDefinition {
+        attributes: pairs(&properties["AttributeDefinitions"], "AttributeName", "AttributeType"),
+        keys: pairs(&properties["KeySchema"], "AttributeName", "KeyType"),
+        ttl_attribute: properties["TimeToLiveSpecification"]["AttributeName"].as_str().map(str::to_owned),
+    }
+}
+
+/// A fresh table created from the template's own definition, named uniquely per test.
+pub async fn create_table(client: &aws_sdk_dynamodb::Client) -> String {
+    let definition = template_table();
+    let name = format!("connections-{}", uuid_like());
+    let mut request = client.create_table().table_name(&name).billing_mode(BillingMode::PayPerRequest);
+    for (attribute, kind) in &definition.attributes {
+        let definition = AttributeDefinition::builder()
+            .attribute_name(attribute)
+            .attribute_type(ScalarAttributeType::from(kind.as_str()))
+            .build()
+            .unwrap();
+        request = request.attribute_definitions(definition);
+    }
+    for (attribute, kind) in &definition.keys {
+        let key = KeySchemaElement::builder().attribute_name(attribute).key_type(KeyType::from(kind.as_str())).build().unwrap();
+        request = request.key_schema(key);
+    }
+    request.send().await.expect("create table in moto");
+    if let Some(attribute) = definition.ttl_attribute {
+        let ttl = TimeToLiveSpecification::builder().attribute_name(attribute).enabled(true).build().unwrap();
+        client.update_time_to_live().table_name(&name).time_to_live_specification(ttl).send().await.expect("enable TTL");
+    }
     name
 }
 

@@ -171,8 +171,6 @@ async fn deletes_are_final_and_conditional(store: Store) {
 macro_rules! contract {
     ($adapter:ident) => {
         mod $adapter {
-            use super::*;
-
             #[tokio::test]
             async fn create_then_read_back() {
                 let (store, _dir) = super::$adapter().await;
@@ -214,3 +212,14 @@ macro_rules! contract {
 
 contract!(dynamo);
 contract!(embedded);
+
+#[test]
+fn the_deployed_table_has_the_keys_the_store_uses() {
+    use connections::store::{PARTITION_KEY, SORT_KEY};
+    let table = emulator::template_table();
+    assert_eq!(
+        table.keys,
+        vec![(PARTITION_KEY.to_owned(), "HASH".to_owned()), (SORT_KEY.to_owned(), "RANGE".to_owned())]
+    );
+    assert_eq!(table.attributes, vec![(PARTITION_KEY.to_owned(), "S".to_owned()), (SORT_KEY.to_owned(), "S".to_owned())]);
+}

@@ -3,7 +3,7 @@
 mod dynamo;
 mod embedded;
 
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoStore, PARTITION_KEY, SORT_KEY};
 pub use embedded::EmbeddedStore;
 
 use async_trait::async_trait;

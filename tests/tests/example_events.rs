@@ -1,0 +1,54 @@
+//! The example events beside each function (what `cargo lambda invoke
+//! --data-file` sends) are valid API Gateway v2 events that reach their route.
+
+use std::path::PathBuf;
+
+use blackbox::api::{Api, test_settings};
+
+fn events(function: &str) -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions").join(function).join("events");
+    let mut found: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .map(|path| (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&path).unwrap()))
+        .collect();
+    found.sort();
+    assert!(!found.is_empty(), "{function} has no example events");
+    found
+}
+
+#[tokio::test]
+async fn every_example_event_is_answered_by_its_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::embedded(dir.path(), test_settings());
+    let mut answered = Vec::new();
+    for function in ["add", "list", "edit", "delete"] {
+        for (file, text) in events(function) {
+            let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{function}/{file}: {e}"));
+            let response = match function {
+                "add" => api.add.handle(request).await,
+                "list" => api.list.handle(request).await,
+                "edit" => api.edit.handle(request).await,
+                _ => api.delete.handle(request).await,
+            };
+            let body = format!("{:?}", response.body());
+            assert!(!body.contains("unauthenticated"), "{function}/{file} carries the authorizer's claims");
+            assert!(!body.contains("method_not_allowed"), "{function}/{file} reaches a route");
+            answered.push((format!("{function}/{file}"), response.status().as_u16()));
+        }
+    }
+    // The example id does not exist and the example token reaches no Bitbucket;
+    // what matters is each route answered with its own problem, not a 5xx.
+    let expected = [
+        ("add/create.json", 422),
+        ("delete/delete.json", 404),
+        ("edit/rename.json", 404),
+        ("edit/verify.json", 404),
+        ("list/get.json", 404),
+        ("list/list.json", 200),
+    ];
+    let mut answered_sorted = answered.clone();
+    answered_sorted.sort();
+    let expected: Vec<(String, u16)> = expected.iter().map(|(f, s)| ((*f).to_owned(), *s)).collect();
+    assert_eq!(answered_sorted, expected);
+}
