@@ -76,13 +76,23 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client) -> String {
         request = request.attribute_definitions(definition);
     }
     for (attribute, kind) in &definition.keys {
-        let key = KeySchemaElement::builder().attribute_name(attribute).key_type(KeyType::from(kind.as_str())).build().unwrap();
+        let key = KeySchemaElement::builder()
+            .attribute_name(attribute)
+            .key_type(KeyType::from(kind.as_str()))
+            .build()
+            .unwrap();
         request = request.key_schema(key);
     }
     request.send().await.expect("create table in moto");
     if let Some(attribute) = definition.ttl_attribute {
         let ttl = TimeToLiveSpecification::builder().attribute_name(attribute).enabled(true).build().unwrap();
-        client.update_time_to_live().table_name(&name).time_to_live_specification(ttl).send().await.expect("enable TTL");
+        client
+            .update_time_to_live()
+            .table_name(&name)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+            .expect("enable TTL");
     }
     name
 }

@@ -31,7 +31,15 @@ fn start_watch(data_dir: &std::path::Path) -> Watch {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let child = Command::new("cargo")
         .current_dir(&root)
-        .args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+        .args([
+            "lambda",
+            "watch",
+            "--ignore-changes",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+        ])
         .arg("--env-var")
         .arg(format!("CONNECTIONS_DATA_DIR={},BITBUCKET_ALLOWED_PRIVATE=127.0.0.0/8", data_dir.display()))
         .stdout(Stdio::null())
@@ -42,7 +50,13 @@ fn start_watch(data_dir: &std::path::Path) -> Watch {
     Watch { child, base: format!("http://127.0.0.1:{port}") }
 }
 
-async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, user: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    user: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut request = client.request(method, url).header("x-dev-user", user);
     if let Some(body) = body {
         request = request.header("content-type", "application/json").body(body.to_string());

@@ -221,5 +221,8 @@ fn the_deployed_table_has_the_keys_the_store_uses() {
         table.keys,
         vec![(PARTITION_KEY.to_owned(), "HASH".to_owned()), (SORT_KEY.to_owned(), "RANGE".to_owned())]
     );
-    assert_eq!(table.attributes, vec![(PARTITION_KEY.to_owned(), "S".to_owned()), (SORT_KEY.to_owned(), "S".to_owned())]);
+    assert_eq!(
+        table.attributes,
+        vec![(PARTITION_KEY.to_owned(), "S".to_owned()), (SORT_KEY.to_owned(), "S".to_owned())]
+    );
 }
