@@ -25,10 +25,26 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+fn repository_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `cargo lambda watch` builds each function with `cargo run --bin <fn>`, whose
+/// feature set differs from the test build's (the fakes need hyper's server side).
+/// Building the four binaries up front keeps that compile out of request timeouts.
+fn build_functions() {
+    let status = Command::new("cargo")
+        .current_dir(repository_root())
+        .args(["build", "--bin", "add", "--bin", "list", "--bin", "edit", "--bin", "delete"])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "the four functions must build");
+}
+
 fn start_watch(data_dir: &std::path::Path) -> Watch {
     use std::os::unix::process::CommandExt;
     let port = free_port();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repository_root();
     let child = Command::new("cargo")
         .current_dir(&root)
         .args([
@@ -69,6 +85,7 @@ async fn call(
 
 #[tokio::test]
 async fn cargo_lambda_watch_serves_the_full_lifecycle() {
+    build_functions();
     let fake = FakeBitbucket::start().await;
     let data = tempfile::tempdir().unwrap();
     let watch = start_watch(data.path());
