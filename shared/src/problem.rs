@@ -46,13 +46,44 @@ pub enum ApiError {
     BitbucketUnavailable { detail: String },
     DuplicateName { name: String },
     VersionMismatch,
-    PreconditionRequired,
     TooManyConnections { limit: usize },
     IdempotencyKeyReused,
     ServiceUnavailable { detail: &'static str },
 }
 
 impl ApiError {
+    /// One of each kind, for documents and tests that must list every code.
+    pub fn catalogue() -> Vec<ApiError> {
+        let text = String::new;
+        vec![
+            Self::Unauthenticated,
+            Self::NotFound,
+            Self::MethodNotAllowed,
+            Self::UnsupportedMediaType,
+            Self::PayloadTooLarge { limit: 0 },
+            Self::MalformedJson { detail: text() },
+            Self::ValidationFailed { errors: Vec::new() },
+            Self::UrlNotAllowed { detail: text() },
+            Self::UsernameIsEmail,
+            Self::InvalidCredentials { detail: text() },
+            Self::MissingPermissions { missing: Vec::new(), granted: Vec::new(), detail: text() },
+            Self::AccountMismatch { expected: text(), found: text() },
+            Self::NotBitbucket { detail: text() },
+            Self::WrongApiPath { detail: text() },
+            Self::BitbucketRedirected { detail: text() },
+            Self::BitbucketUnreachable { detail: text() },
+            Self::BitbucketTlsError { detail: text() },
+            Self::BitbucketTimeout,
+            Self::BitbucketRateLimited { retry_after: None },
+            Self::BitbucketUnavailable { detail: text() },
+            Self::DuplicateName { name: text() },
+            Self::VersionMismatch,
+            Self::TooManyConnections { limit: 0 },
+            Self::IdempotencyKeyReused,
+            Self::ServiceUnavailable { detail: "" },
+        ]
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthenticated => "unauthenticated",
@@ -77,7 +108,6 @@ impl ApiError {
             Self::BitbucketUnavailable { .. } => "bitbucket_unavailable",
             Self::DuplicateName { .. } => "duplicate_name",
             Self::VersionMismatch => "version_mismatch",
-            Self::PreconditionRequired => "precondition_required",
             Self::TooManyConnections { .. } => "too_many_connections",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::ServiceUnavailable { .. } => "service_unavailable",
@@ -94,7 +124,6 @@ impl ApiError {
             Self::MalformedJson { .. } => StatusCode::BAD_REQUEST,
             Self::DuplicateName { .. } => StatusCode::CONFLICT,
             Self::VersionMismatch => StatusCode::PRECONDITION_FAILED,
-            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::TooManyConnections { .. } => StatusCode::CONFLICT,
             Self::BitbucketTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BitbucketUnavailable { .. } => StatusCode::BAD_GATEWAY,
@@ -140,7 +169,6 @@ impl ApiError {
             Self::BitbucketUnavailable { .. } => "Bitbucket is failing",
             Self::DuplicateName { .. } => "Name already used",
             Self::VersionMismatch => "The connection changed",
-            Self::PreconditionRequired => "If-Match required",
             Self::TooManyConnections { .. } => "Too many connections",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::ServiceUnavailable { .. } => "Temporarily unavailable",
@@ -168,7 +196,6 @@ impl ApiError {
             },
             Self::DuplicateName { name } => format!("You already have a connection named '{name}'. Choose another name."),
             Self::VersionMismatch => "The connection was changed since you read it. Fetch it again and retry with the new ETag.".into(),
-            Self::PreconditionRequired => "Send If-Match with the ETag you read.".into(),
             Self::TooManyConnections { limit } => format!("You have reached the limit of {limit} connections. Delete one first."),
             Self::IdempotencyKeyReused => "This Idempotency-Key was already used with a different request body. Use a new key.".into(),
             Self::ServiceUnavailable { detail } => (*detail).into(),
