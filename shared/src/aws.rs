@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -14,6 +14,12 @@ pub const MAX_ATTEMPTS: u32 = 3;
 /// Region, credentials and endpoint come from the standard chain
 /// (`AWS_REGION`, `AWS_ENDPOINT_URL*`, the Lambda role).
 pub async fn sdk_config() -> SdkConfig {
+    loader().load().await
+}
+
+/// The loader with the service's retry and timeout settings, for callers that
+/// add an endpoint or credentials of their own (the tests' emulator).
+pub fn loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
@@ -23,6 +29,4 @@ pub async fn sdk_config() -> SdkConfig {
                 .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         )
-        .load()
-        .await
 }

@@ -118,6 +118,24 @@ fn describe_json_error(error: &serde_json::Error) -> &'static str {
     }
 }
 
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The `Idempotency-Key` header: 1–255 visible ASCII characters, when present.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::ValidationFailed {
+            errors: vec![crate::problem::FieldError::new(
+                "Idempotency-Key",
+                "invalid",
+                "must be 1 to 255 visible ASCII characters, such as a UUID",
+            )],
+        });
+    }
+    Ok(Some(key.to_owned()))
+}
+
 /// `If-Match` as a version: `Ok(None)` when absent, 412 when it can never match.
 pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };

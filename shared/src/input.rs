@@ -21,6 +21,22 @@ pub struct CreateRequest {
     pub credential_type: Option<CredentialType>,
 }
 
+impl CreateRequest {
+    /// Identifies the request for `Idempotency-Key` replays. The password is left
+    /// out on purpose: nothing derived from a secret is stored outside KMS, so a
+    /// retry that differs only in its password counts as the same request.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let kind = self.credential_type.map(|c| format!("{c:?}")).unwrap_or_default();
+        let mut hasher = Sha256::new();
+        for part in [self.name.as_str(), self.url.as_str(), self.username.as_str(), kind.as_str()] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// `PATCH /connections/{id}`: every field optional.
 #[derive(Debug, Default)]
 pub struct PatchRequest {

@@ -18,22 +18,23 @@ pub fn endpoint() -> String {
     }
 }
 
-async fn sdk_config() -> aws_config::SdkConfig {
+/// The service's own SDK settings (retries, timeouts), pointed at `endpoint`.
+pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
     let credentials = aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "moto");
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    connections::aws::loader()
         .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(credentials)
         .load()
         .await
 }
 
 pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(&sdk_config().await)
+    aws_sdk_dynamodb::Client::new(&sdk_config_at(&endpoint()).await)
 }
 
 pub async fn kms() -> aws_sdk_kms::Client {
-    aws_sdk_kms::Client::new(&sdk_config().await)
+    aws_sdk_kms::Client::new(&sdk_config_at(&endpoint()).await)
 }
 
 /// The table definition of `infra/template.yaml`: what gets deployed is what the tests run on.

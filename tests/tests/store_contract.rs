@@ -63,7 +63,7 @@ fn bumped(previous: &Connection) -> Connection {
 async fn create_then_read_back(store: Store) {
     let alice = owner("alice");
     let c = connection("Work");
-    store.create(&alice, &c, &sealed(1), 100).await.unwrap();
+    store.create(&alice, &c, &sealed(1), 100, None).await.unwrap();
     assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), Some(c.clone()));
     let (read, secret) = store.get_sealed(&alice, &id_of(&c)).await.unwrap().unwrap();
     assert_eq!((read, secret), (c.clone(), sealed(1)));
@@ -72,21 +72,21 @@ async fn create_then_read_back(store: Store) {
 
 async fn names_are_unique_per_owner_ignoring_case(store: Store) {
     let alice = owner("alice");
-    store.create(&alice, &connection("Work"), &sealed(1), 100).await.unwrap();
-    assert_eq!(store.create(&alice, &connection("WORK"), &sealed(1), 100).await, Err(StoreError::DuplicateName));
-    store.create(&owner("bob"), &connection("work"), &sealed(1), 100).await.unwrap();
+    store.create(&alice, &connection("Work"), &sealed(1), 100, None).await.unwrap();
+    assert_eq!(store.create(&alice, &connection("WORK"), &sealed(1), 100, None).await, Err(StoreError::DuplicateName));
+    store.create(&owner("bob"), &connection("work"), &sealed(1), 100, None).await.unwrap();
     assert_eq!(store.list(&alice, 10, None).await.unwrap().items.len(), 1, "the refused create wrote nothing");
 }
 
 async fn the_owner_limit_holds_and_frees_on_delete(store: Store) {
     let alice = owner("alice");
     let first = connection("a");
-    store.create(&alice, &first, &sealed(1), 2).await.unwrap();
-    store.create(&alice, &connection("b"), &sealed(1), 2).await.unwrap();
-    assert_eq!(store.create(&alice, &connection("c"), &sealed(1), 2).await, Err(StoreError::TooManyConnections));
-    store.create(&owner("bob"), &connection("c"), &sealed(1), 2).await.unwrap();
+    store.create(&alice, &first, &sealed(1), 2, None).await.unwrap();
+    store.create(&alice, &connection("b"), &sealed(1), 2, None).await.unwrap();
+    assert_eq!(store.create(&alice, &connection("c"), &sealed(1), 2, None).await, Err(StoreError::TooManyConnections));
+    store.create(&owner("bob"), &connection("c"), &sealed(1), 2, None).await.unwrap();
     store.delete(&alice, &id_of(&first), None).await.unwrap();
-    store.create(&alice, &connection("c"), &sealed(1), 2).await.unwrap();
+    store.create(&alice, &connection("c"), &sealed(1), 2, None).await.unwrap();
 }
 
 async fn lists_page_in_creation_order_within_the_owner(store: Store) {
@@ -94,10 +94,10 @@ async fn lists_page_in_creation_order_within_the_owner(store: Store) {
     let mut created = Vec::new();
     for n in 0..5 {
         let c = connection(&format!("c{n}"));
-        store.create(&alice, &c, &sealed(1), 100).await.unwrap();
+        store.create(&alice, &c, &sealed(1), 100, None).await.unwrap();
         created.push(c);
     }
-    store.create(&owner("bob"), &connection("bob"), &sealed(1), 100).await.unwrap();
+    store.create(&owner("bob"), &connection("bob"), &sealed(1), 100, None).await.unwrap();
     let mut seen = Vec::new();
     let mut after = None;
     loop {
@@ -116,7 +116,7 @@ async fn lists_page_in_creation_order_within_the_owner(store: Store) {
 async fn updates_are_conditional_on_the_version(store: Store) {
     let alice = owner("alice");
     let c = connection("work");
-    store.create(&alice, &c, &sealed(1), 100).await.unwrap();
+    store.create(&alice, &c, &sealed(1), 100, None).await.unwrap();
     let mut next = bumped(&c);
     next.status = Status::Invalid;
     next.status_reason = Some("invalid_credentials".into());
@@ -139,8 +139,8 @@ async fn renames_move_the_reservation(store: Store) {
     let alice = owner("alice");
     let work = connection("work");
     let home = connection("home");
-    store.create(&alice, &work, &sealed(1), 100).await.unwrap();
-    store.create(&alice, &home, &sealed(1), 100).await.unwrap();
+    store.create(&alice, &work, &sealed(1), 100, None).await.unwrap();
+    store.create(&alice, &home, &sealed(1), 100, None).await.unwrap();
     let mut onto_home = bumped(&work);
     onto_home.name = "HOME".into();
     assert_eq!(store.update(&alice, &work, &onto_home, None).await, Err(StoreError::DuplicateName));
@@ -149,14 +149,17 @@ async fn renames_move_the_reservation(store: Store) {
     let mut renamed = bumped(&work);
     renamed.name = "office".into();
     store.update(&alice, &work, &renamed, None).await.unwrap();
-    store.create(&alice, &connection("work"), &sealed(1), 100).await.unwrap();
-    assert_eq!(store.create(&alice, &connection("Office"), &sealed(1), 100).await, Err(StoreError::DuplicateName));
+    store.create(&alice, &connection("work"), &sealed(1), 100, None).await.unwrap();
+    assert_eq!(
+        store.create(&alice, &connection("Office"), &sealed(1), 100, None).await,
+        Err(StoreError::DuplicateName)
+    );
 }
 
 async fn deletes_are_final_and_conditional(store: Store) {
     let alice = owner("alice");
     let c = connection("work");
-    store.create(&alice, &c, &sealed(1), 100).await.unwrap();
+    store.create(&alice, &c, &sealed(1), 100, None).await.unwrap();
     assert_eq!(store.delete(&owner("bob"), &id_of(&c), None).await, Err(StoreError::NotFound));
     assert_eq!(store.delete(&alice, &id_of(&c), Some(7)).await, Err(StoreError::VersionMismatch));
     store.delete(&alice, &id_of(&c), Some(1)).await.unwrap();
@@ -165,7 +168,7 @@ async fn deletes_are_final_and_conditional(store: Store) {
     // An edit that read the connection before the delete must not bring it back.
     assert_eq!(store.update(&alice, &c, &bumped(&c), None).await, Err(StoreError::VersionMismatch));
     assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), None);
-    store.create(&alice, &connection("work"), &sealed(1), 100).await.unwrap();
+    store.create(&alice, &connection("work"), &sealed(1), 100, None).await.unwrap();
 }
 
 macro_rules! contract {
@@ -225,4 +228,52 @@ fn the_deployed_table_has_the_keys_the_store_uses() {
         table.attributes,
         vec![(PARTITION_KEY.to_owned(), "S".to_owned()), (SORT_KEY.to_owned(), "S".to_owned())]
     );
+}
+
+mod idempotency {
+    use connections::store::IdempotencyRecord;
+
+    use super::*;
+
+    fn record(key: &str, connection: &Connection, expires_in: i64) -> IdempotencyRecord {
+        IdempotencyRecord {
+            key: key.into(),
+            fingerprint: "f1".into(),
+            connection_id: connection.id.clone(),
+            expires_at: time::OffsetDateTime::now_utc().unix_timestamp() + expires_in,
+        }
+    }
+
+    async fn keys_are_recorded_once_and_expire(store: Store) {
+        let alice = owner("alice");
+        let first = connection("a");
+        let taken = record("key-1", &first, 60);
+        store.create(&alice, &first, &sealed(1), 100, Some(&taken)).await.unwrap();
+        assert_eq!(store.idempotency_record(&alice, "key-1").await.unwrap(), Some(taken.clone()));
+        assert_eq!(store.idempotency_record(&owner("bob"), "key-1").await.unwrap(), None, "keys are per owner");
+        let second = connection("b");
+        assert_eq!(
+            store.create(&alice, &second, &sealed(1), 100, Some(&record("key-1", &second, 60))).await,
+            Err(StoreError::IdempotencyKeyTaken)
+        );
+        assert_eq!(store.get(&alice, &id_of(&second)).await.unwrap(), None, "the refused create wrote nothing");
+
+        let old = connection("c");
+        store.create(&alice, &old, &sealed(1), 100, Some(&record("key-2", &old, -5))).await.unwrap();
+        assert_eq!(store.idempotency_record(&alice, "key-2").await.unwrap(), None, "expired records are not replayed");
+        let fresh = connection("d");
+        store.create(&alice, &fresh, &sealed(1), 100, Some(&record("key-2", &fresh, 60))).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn dynamo_keys_are_recorded_once_and_expire() {
+        let (store, _dir) = dynamo().await;
+        keys_are_recorded_once_and_expire(store).await;
+    }
+
+    #[tokio::test]
+    async fn embedded_keys_are_recorded_once_and_expire() {
+        let (store, _dir) = embedded().await;
+        keys_are_recorded_once_and_expire(store).await;
+    }
 }

@@ -7,12 +7,15 @@ use lambda_http::{Body, Request, Response};
 
 use super::{audit, connection_response, respond, seal_failure};
 use crate::config::Settings;
-use crate::domain::{Connection, ConnectionId, Status, now};
-use crate::http::{json_body, principal, request_id, set_header};
+use crate::domain::{Connection, ConnectionId, Owner, Status, now};
+use crate::http::{idempotency_key, json_body, principal, request_id, set_header};
 use crate::input::parse_create;
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealer};
-use crate::store::ConnectionStore;
+use crate::store::{ConnectionStore, IdempotencyRecord, StoreError};
+
+/// How long a retry with the same `Idempotency-Key` gets the original answer.
+pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
 use crate::verify::{Claim, Verifier};
 
 pub struct AddHandler {
@@ -33,7 +36,14 @@ impl AddHandler {
             return Err(ApiError::MethodNotAllowed);
         }
         let owner = principal(request, self.settings.identity)?;
+        let key = idempotency_key(request.headers())?;
         let input = parse_create(&json_body(request, self.settings.max_body_bytes)?)?;
+        let fingerprint = input.fingerprint();
+        if let Some(key) = &key {
+            if let Some(response) = self.replay(&owner, key, &fingerprint).await? {
+                return Ok(response);
+            }
+        }
         let id = ConnectionId::new();
         let claim = Claim {
             url: &input.url,
@@ -66,15 +76,47 @@ impl AddHandler {
             version: 1,
         };
         let limit = self.settings.max_connections_per_owner;
-        self.store
-            .create(&owner, &connection, &sealed, limit)
-            .await
-            .map_err(|e| e.into_api(input.name.as_str(), limit))?;
+        let record = key.as_ref().map(|key| IdempotencyRecord {
+            key: key.clone(),
+            fingerprint: fingerprint.clone(),
+            connection_id: connection.id.clone(),
+            expires_at: at.unix_timestamp() + IDEMPOTENCY_TTL_SECONDS,
+        });
+        match self.store.create(&owner, &connection, &sealed, limit, record.as_ref()).await {
+            Ok(()) => {}
+            // A concurrent retry with the same key won the race: answer with its result.
+            Err(StoreError::IdempotencyKeyTaken | StoreError::DuplicateName) if key.is_some() => {
+                let key = key.as_deref().unwrap_or_default();
+                if let Some(response) = self.replay(&owner, key, &fingerprint).await? {
+                    return Ok(response);
+                }
+                return Err(ApiError::DuplicateName { name: input.name.as_str().to_owned() });
+            }
+            Err(error) => return Err(error.into_api(input.name.as_str(), limit)),
+        }
         audit("create", &owner, &connection.id, "created", request_id);
 
         let note = input.url.normalized_from().map(|from| ("url_normalized_from", serde_json::json!(from)));
         let mut response = connection_response(StatusCode::CREATED, &connection, note);
         set_header(&mut response, header::LOCATION, &format!("/connections/{}", connection.id));
         Ok(response)
+    }
+
+    /// The original answer for a key already used with the same request, without
+    /// asking Bitbucket or KMS again.
+    async fn replay(&self, owner: &Owner, key: &str, fingerprint: &str) -> Result<Option<Response<Body>>, ApiError> {
+        let limit = self.settings.max_connections_per_owner;
+        let Some(record) = self.store.idempotency_record(owner, key).await.map_err(|e| e.into_api("", limit))? else {
+            return Ok(None);
+        };
+        if record.fingerprint != fingerprint {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
+        let id = ConnectionId::parse(&record.connection_id).ok_or(ApiError::NotFound)?;
+        let connection =
+            self.store.get(owner, &id).await.map_err(|e| e.into_api("", limit))?.ok_or(ApiError::NotFound)?;
+        let mut response = connection_response(StatusCode::CREATED, &connection, None);
+        set_header(&mut response, header::LOCATION, &format!("/connections/{}", connection.id));
+        Ok(Some(response))
     }
 }

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
-use super::{ConnectionStore, Page, StoreError};
+use super::{ConnectionStore, IdempotencyRecord, Page, StoreError};
 use crate::domain::{Connection, ConnectionId, Owner};
 use crate::seal::Sealed;
 
@@ -25,6 +25,9 @@ const SECRET: &str = "secret";
 const NAME_FOLDED: &str = "name_folded";
 const CONNECTION_ID: &str = "connection_id";
 const COUNT: &str = "connection_count";
+const FINGERPRINT: &str = "fingerprint";
+/// The table's TTL attribute: DynamoDB removes expired idempotency records.
+const EXPIRES_AT: &str = "expires_at";
 /// Attributes of the public resource: what `get` and `list` project, never the secret.
 const PUBLIC_FIELDS: &[&str] = &[
     "id",
@@ -72,6 +75,10 @@ impl DynamoStore {
 
     fn name_key(owner: &Owner, folded: &str) -> Item {
         Self::key(owner, format!("NAME#{folded}"))
+    }
+
+    fn idempotency_key(owner: &Owner, key: &str) -> Item {
+        Self::key(owner, format!("IDEM#{key}"))
     }
 
     fn owner_key(owner: &Owner) -> Item {
@@ -195,6 +202,10 @@ fn cancellation_reasons(error: &SdkError<TransactWriteItemsError>) -> Vec<Option
     }
 }
 
+fn now_seconds() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 fn failed_condition(reasons: &[Option<String>], index: usize) -> bool {
     reasons.get(index).and_then(Option::as_deref) == Some("ConditionalCheckFailed")
 }
@@ -226,6 +237,7 @@ impl ConnectionStore for DynamoStore {
         connection: &Connection,
         sealed: &Sealed,
         max_per_owner: usize,
+        idempotency: Option<&IdempotencyRecord>,
     ) -> Result<(), StoreError> {
         let mut item = public_item(connection)?;
         item.extend(Self::connection_key(owner, &connection.id));
@@ -237,13 +249,31 @@ impl ConnectionStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(unavailable)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().put(put).build(),
             self.name_reservation(owner, &connection.folded_name(), &connection.id)?,
             self.count_change(owner, 1, Some(max_per_owner))?,
         ];
+        if let Some(record) = idempotency {
+            let mut item = Self::idempotency_key(owner, &record.key);
+            item.insert(FINGERPRINT.into(), AttributeValue::S(record.fingerprint.clone()));
+            item.insert(CONNECTION_ID.into(), AttributeValue::S(record.connection_id.clone()));
+            item.insert(EXPIRES_AT.into(), AttributeValue::N(record.expires_at.to_string()));
+            // An expired record that TTL has not removed yet may be replaced.
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR #e < :now")
+                .expression_attribute_names("#e", EXPIRES_AT)
+                .expression_attribute_values(":now", AttributeValue::N(now_seconds().to_string()))
+                .build()
+                .map_err(unavailable)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
         self.transact(items).await.map_err(|reasons| {
-            if failed_condition(&reasons, 1) {
+            if failed_condition(&reasons, 3) {
+                StoreError::IdempotencyKeyTaken
+            } else if failed_condition(&reasons, 1) {
                 StoreError::DuplicateName
             } else if failed_condition(&reasons, 2) {
                 StoreError::TooManyConnections
@@ -251,6 +281,30 @@ impl ConnectionStore for DynamoStore {
                 StoreError::Unavailable(format!("create cancelled: {reasons:?}"))
             }
         })
+    }
+
+    async fn idempotency_record(&self, owner: &Owner, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::idempotency_key(owner, key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = output.item else { return Ok(None) };
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let expires_at = item.get(EXPIRES_AT).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+        if expires_at < now_seconds() {
+            return Ok(None);
+        }
+        Ok(Some(IdempotencyRecord {
+            key: key.to_owned(),
+            fingerprint: text(FINGERPRINT),
+            connection_id: text(CONNECTION_ID),
+            expires_at,
+        }))
     }
 
     async fn get(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, ErrorCode, OptionalExtension, params};
 
-use super::{ConnectionStore, Page, StoreError};
+use super::{ConnectionStore, IdempotencyRecord, Page, StoreError};
 use crate::domain::{Connection, ConnectionId, Owner};
 use crate::seal::Sealed;
 
@@ -22,6 +22,14 @@ CREATE TABLE IF NOT EXISTS connections (
     sealed      BLOB    NOT NULL,
     PRIMARY KEY (owner, id),
     UNIQUE (owner, name_folded)
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    owner         TEXT    NOT NULL,
+    key           TEXT    NOT NULL,
+    fingerprint   TEXT    NOT NULL,
+    connection_id TEXT    NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    PRIMARY KEY (owner, key)
 );";
 
 #[derive(Clone)]
@@ -80,7 +88,9 @@ impl ConnectionStore for EmbeddedStore {
         connection: &Connection,
         sealed: &Sealed,
         max_per_owner: usize,
+        idempotency: Option<&IdempotencyRecord>,
     ) -> Result<(), StoreError> {
+        let idempotency = idempotency.cloned();
         let (owner, doc, sealed) = (owner.as_str().to_owned(), encode(connection)?, sealed.0.clone());
         let (id, folded, version) = (connection.id.clone(), connection.folded_name(), connection.version);
         self.with_db(move |db| {
@@ -89,12 +99,40 @@ impl ConnectionStore for EmbeddedStore {
             if usize::try_from(count).unwrap_or(usize::MAX) >= max_per_owner {
                 return Err(StoreError::TooManyConnections);
             }
+            if let Some(record) = &idempotency {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                tx.execute("DELETE FROM idempotency WHERE owner = ?1 AND key = ?2 AND expires_at < ?3", params![owner, record.key, now])
+                    .map_err(sql_error)?;
+                tx.execute(
+                    "INSERT INTO idempotency (owner, key, fingerprint, connection_id, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![owner, record.key, record.fingerprint, record.connection_id, record.expires_at],
+                )
+                .map_err(|e| match sql_error(e) {
+                    StoreError::DuplicateName => StoreError::IdempotencyKeyTaken,
+                    other => other,
+                })?;
+            }
             tx.execute(
                 "INSERT INTO connections (owner, id, name_folded, version, doc, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![owner, id, folded, version, doc, sealed],
             )
             .map_err(sql_error)?;
             tx.commit().map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn idempotency_record(&self, owner: &Owner, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let (owner, key) = (owner.as_str().to_owned(), key.to_owned());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.with_db(move |db| {
+            db.query_row(
+                "SELECT fingerprint, connection_id, expires_at FROM idempotency WHERE owner = ?1 AND key = ?2 AND expires_at >= ?3",
+                params![owner, key, now],
+                |r| Ok(IdempotencyRecord { key: key.clone(), fingerprint: r.get(0)?, connection_id: r.get(1)?, expires_at: r.get(2)? }),
+            )
+            .optional()
+            .map_err(sql_error)
         })
         .await
     }

@@ -34,6 +34,21 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// Another request with the same idempotency key got there first.
+    #[error("the idempotency key is already recorded")]
+    IdempotencyKeyTaken,
+}
+
+/// What a create with an `Idempotency-Key` leaves behind, so a retry can be
+/// answered with the original result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    /// Of the request without its password (see `input::CreateRequest::fingerprint`).
+    pub fingerprint: String,
+    pub connection_id: String,
+    /// Unix seconds after which the key may be reused (DynamoDB TTL attribute).
+    pub expires_at: i64,
 }
 
 impl StoreError {
@@ -43,6 +58,7 @@ impl StoreError {
             Self::TooManyConnections => ApiError::TooManyConnections { limit },
             Self::VersionMismatch => ApiError::VersionMismatch,
             Self::NotFound => ApiError::NotFound,
+            Self::IdempotencyKeyTaken => ApiError::IdempotencyKeyReused,
             Self::Unavailable(reason) | Self::Corrupt(reason) => {
                 tracing::error!(reason = %reason, "connection store failed");
                 ApiError::ServiceUnavailable {
@@ -56,15 +72,20 @@ impl StoreError {
 /// Every write is conditional; a failed condition changes nothing.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    /// Stores a new connection and reserves its name, atomically; refuses a
-    /// duplicate name (case-folded) or an owner already at `max_per_owner`.
+    /// Stores a new connection, reserves its name and records the idempotency
+    /// key, atomically; refuses a duplicate name (case-folded), an owner already
+    /// at `max_per_owner`, or a key already recorded.
     async fn create(
         &self,
         owner: &Owner,
         connection: &Connection,
         sealed: &Sealed,
         max_per_owner: usize,
+        idempotency: Option<&IdempotencyRecord>,
     ) -> Result<(), StoreError>;
+
+    /// The unexpired record of an idempotency key.
+    async fn idempotency_record(&self, owner: &Owner, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
     /// The connection without its secret.
     async fn get(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
