@@ -13,7 +13,7 @@ pub fn endpoint() -> String {
         Ok(endpoint) if !endpoint.is_empty() => endpoint,
         _ => panic!(
             "{ENDPOINT_VARIABLE} is not set: these tests need the moto server. Run them with scripts/test, \
-             which installs and starts it (or start `moto_server` yourself and export {ENDPOINT_VARIABLE})."
+             which installs and starts it (or start scripts/lib/moto_serialized.py yourself and export {ENDPOINT_VARIABLE})."
         ),
     }
 }

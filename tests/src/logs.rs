@@ -38,3 +38,37 @@ pub fn capture() {
 pub fn captured() -> String {
     CAPTURE.get().map(|b| String::from_utf8_lossy(&b.0.lock().unwrap()).into_owned()).unwrap_or_default()
 }
+
+/// Every secret the fake Bitbucket knows: none may ever appear in a log line.
+pub const KNOWN_SECRETS: &[&str] = &[
+    crate::fake_bitbucket::APP_PASSWORD,
+    crate::fake_bitbucket::APP_PASSWORD_READ_ONLY,
+    crate::fake_bitbucket::API_TOKEN,
+    crate::fake_bitbucket::API_TOKEN_NO_ACCOUNT_SCOPE,
+    crate::fake_bitbucket::API_TOKEN_WRITE_ONLY,
+    crate::fake_bitbucket::OTHER_TOKEN,
+    crate::fake_bitbucket::DC_TOKEN,
+    crate::fake_bitbucket::DC_TOKEN_READ_ONLY,
+    crate::fake_bitbucket::DC_TOKEN_OF_BOB,
+];
+
+/// Checks, when a test ends, that nothing logged so far holds a known secret.
+pub struct SecretsStayOutOfLogs;
+
+impl Drop for SecretsStayOutOfLogs {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let logs = captured();
+        for secret in KNOWN_SECRETS {
+            assert!(!logs.contains(secret), "a log line leaks a secret");
+        }
+    }
+}
+
+/// Captures logs and returns the guard that checks them at the end of the test.
+pub fn guard() -> SecretsStayOutOfLogs {
+    capture();
+    SecretsStayOutOfLogs
+}

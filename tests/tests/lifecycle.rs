@@ -20,6 +20,7 @@ fn token_body(fake: &FakeBitbucket, name: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn full_lifecycle_add_list_get_rename_rotate_verify_delete() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let mut statuses = Vec::new();
 
@@ -103,6 +104,7 @@ async fn full_lifecycle_add_list_get_rename_rotate_verify_delete() {
 
 #[tokio::test]
 async fn names_are_unique_per_owner_ignoring_case() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let first = api.send(Call::post("/connections").user("alice").json(token_body(&fake, "Work"))).await;
     assert_eq!(first.status, 201);
@@ -128,6 +130,7 @@ async fn names_are_unique_per_owner_ignoring_case() {
 
 #[tokio::test]
 async fn stale_if_match_is_refused_and_changes_nothing() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let created = api.send(Call::post("/connections").user("alice").json(token_body(&fake, "work"))).await;
     let id = created.json["id"].as_str().unwrap();
@@ -160,6 +163,7 @@ async fn stale_if_match_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn another_owners_connection_is_indistinguishable_from_a_missing_one() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let created = api.send(Call::post("/connections").user("alice").json(token_body(&fake, "work"))).await;
     let id = created.json["id"].as_str().unwrap();
@@ -185,6 +189,7 @@ async fn another_owners_connection_is_indistinguishable_from_a_missing_one() {
 
 #[tokio::test]
 async fn without_a_principal_every_route_is_401() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let id = "01934a6e-0000-7000-8000-000000000000";
     let calls = [
@@ -207,6 +212,7 @@ async fn without_a_principal_every_route_is_401() {
 
 #[tokio::test]
 async fn the_table_holds_ciphertext_bound_to_its_owner_and_id() {
+    let _logs = blackbox::logs::guard();
     let (api, aws, fake) = setup().await;
     let created = api.send(Call::post("/connections").user("alice").json(token_body(&fake, "work"))).await;
     let id = created.json["id"].as_str().unwrap().to_owned();
@@ -239,6 +245,7 @@ async fn the_table_holds_ciphertext_bound_to_its_owner_and_id() {
 
 #[tokio::test]
 async fn failed_verification_stores_nothing() {
+    let _logs = blackbox::logs::guard();
     let (api, aws, fake) = setup().await;
     let refused = api
         .send(Call::post("/connections").user("alice").json(json!({
@@ -253,6 +260,7 @@ async fn failed_verification_stores_nothing() {
 
 #[tokio::test]
 async fn lists_page_with_opaque_cursors_in_creation_order() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let mut ids = Vec::new();
     for n in 0..5 {
@@ -287,6 +295,7 @@ async fn lists_page_with_opaque_cursors_in_creation_order() {
 
 #[tokio::test]
 async fn reverify_records_invalid_and_keeps_the_data() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let created = api.send(Call::post("/connections").user("alice").json(token_body(&fake, "work"))).await;
     let id = created.json["id"].as_str().unwrap();
@@ -310,6 +319,7 @@ async fn reverify_records_invalid_and_keeps_the_data() {
 
 #[tokio::test]
 async fn switching_bitbucket_accounts_needs_confirmation() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let created = api.send(Call::post("/connections").user("alice").json(token_body(&fake, "work"))).await;
     let id = created.json["id"].as_str().unwrap();
@@ -326,6 +336,7 @@ async fn switching_bitbucket_accounts_needs_confirmation() {
 
 #[tokio::test]
 async fn secrets_never_reach_responses_or_logs() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let mut replies = Vec::new();
     replies.push(api.send(Call::post("/connections").user("alice").json(token_body(&fake, "work"))).await);
@@ -364,7 +375,23 @@ async fn secrets_never_reach_responses_or_logs() {
         }
     }
     let logs = logs::captured();
-    assert!(logs.contains("\"audit\":true"), "audit lines are captured");
+    let audit: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["fields"]["audit"] == true && line["fields"]["connection_id"] == id.as_str())
+        .collect();
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|line| (line["fields"]["action"].as_str().unwrap(), line["fields"]["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![("create", "created"), ("update", "updated"), ("verify", "verified"), ("delete", "deleted")]
+    );
+    for line in &audit {
+        assert_eq!(line["fields"]["owner"], "alice");
+        assert_eq!(line["fields"]["request_id"], "req-test-1");
+    }
     for secret in [API_TOKEN, wrong, APP_PASSWORD] {
         assert!(!logs.contains(secret), "a log line leaks a secret");
     }

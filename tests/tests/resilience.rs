@@ -56,6 +56,7 @@ async fn race(api: &Arc<Api>, calls: Vec<Call>) -> Vec<Reply> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_adds_of_one_name_make_exactly_one_connection() {
+    let _logs = blackbox::logs::guard();
     let (api, aws, fake) = setup().await;
     let calls = (0..RACERS).map(|_| Call::post("/connections").user("alice").json(token_body(&fake, "Work"))).collect();
     let replies = race(&api, calls).await;
@@ -69,6 +70,7 @@ async fn concurrent_adds_of_one_name_make_exactly_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_patches_with_one_etag_advance_the_version_once() {
+    let _logs = blackbox::logs::guard();
     let (api, _aws, fake) = setup().await;
     let created = api.send(Call::post("/connections").user("alice").json(token_body(&fake, "work"))).await;
     let item = format!("/connections/{}", created.json["id"].as_str().unwrap());
@@ -89,6 +91,7 @@ async fn concurrent_patches_with_one_etag_advance_the_version_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delete_racing_an_edit_never_resurrects_the_connection() {
+    let _logs = blackbox::logs::guard();
     let (api, aws, fake) = setup().await;
     let mut deleted = 0;
     for round in 0..10 {
@@ -113,6 +116,7 @@ async fn a_delete_racing_an_edit_never_resurrects_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn renames_racing_to_one_name_leave_no_orphan_reservation() {
+    let _logs = blackbox::logs::guard();
     let (api, aws, fake) = setup().await;
     let mut ids = Vec::new();
     for name in ["a", "b", "c", "d"] {
@@ -136,6 +140,7 @@ async fn renames_racing_to_one_name_leave_no_orphan_reservation() {
 
 #[tokio::test]
 async fn an_idempotent_retry_returns_the_original_without_calling_anyone_again() {
+    let _logs = blackbox::logs::guard();
     let (api, aws, fake) = setup().await;
     let call = || {
         Call::post("/connections")
@@ -185,6 +190,7 @@ async fn an_idempotent_retry_returns_the_original_without_calling_anyone_again()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_with_one_key_all_get_the_one_connection() {
+    let _logs = blackbox::logs::guard();
     let (api, aws, fake) = setup().await;
     let calls = (0..RACERS)
         .map(|_| {
@@ -203,6 +209,7 @@ async fn concurrent_retries_with_one_key_all_get_the_one_connection() {
 
 #[tokio::test]
 async fn the_per_user_limit_is_enforced() {
+    let _logs = blackbox::logs::guard();
     let fake = FakeBitbucket::start().await;
     let mut settings = test_settings();
     settings.max_connections_per_owner = 3;
@@ -262,6 +269,7 @@ fn assert_retryable(reply: &Reply) {
 
 #[tokio::test]
 async fn kms_down_means_503_and_nothing_stored() {
+    let _logs = blackbox::logs::guard();
     let fake = FakeBitbucket::start().await;
     let dynamodb = emulator::dynamodb().await;
     let table = emulator::create_table(&dynamodb).await;
@@ -280,6 +288,7 @@ async fn kms_down_means_503_and_nothing_stored() {
 
 #[tokio::test]
 async fn dynamodb_throttling_is_retried_then_answered_with_503() {
+    let _logs = blackbox::logs::guard();
     let fake = FakeBitbucket::start().await;
     let (endpoint, attempts) = failing_aws("throttle").await;
     let throttled = aws_sdk_dynamodb::Client::new(&emulator::sdk_config_at(&endpoint).await);
@@ -305,6 +314,7 @@ async fn dynamodb_throttling_is_retried_then_answered_with_503() {
 
 #[tokio::test]
 async fn a_hanging_dynamodb_is_cut_off_by_the_sdk_timeouts() {
+    let _logs = blackbox::logs::guard();
     let (endpoint, _attempts) = failing_aws("hang").await;
     let hanging = aws_sdk_dynamodb::Client::new(&emulator::sdk_config_at(&endpoint).await);
     let dir = tempfile::tempdir().unwrap();
@@ -321,6 +331,7 @@ async fn a_hanging_dynamodb_is_cut_off_by_the_sdk_timeouts() {
 
 #[tokio::test]
 async fn unreachable_dynamodb_on_list_and_delete_is_503() {
+    let _logs = blackbox::logs::guard();
     let dead = aws_sdk_dynamodb::Client::new(&emulator::sdk_config_at(&closed_port()).await);
     let dir = tempfile::tempdir().unwrap();
     let sealer = Arc::new(connections::seal::LocalSealer::open_or_create(&dir.path().join("k")).unwrap());

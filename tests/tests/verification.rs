@@ -40,6 +40,7 @@ fn assert_problem(reply: &Reply, status: u16, code: &str) {
 
 #[tokio::test]
 async fn app_password_with_username_is_accepted() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let reply = env.add_to(&env.fake.url("cloud"), APP_PASSWORD_USER, APP_PASSWORD).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
@@ -49,6 +50,7 @@ async fn app_password_with_username_is_accepted() {
 
 #[tokio::test]
 async fn api_token_with_email_is_accepted_and_typed_by_bitbucket() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let reply = env.add_to(&env.fake.url("cloud"), API_TOKEN_EMAIL, API_TOKEN).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
@@ -58,6 +60,7 @@ async fn api_token_with_email_is_accepted_and_typed_by_bitbucket() {
 
 #[tokio::test]
 async fn app_password_with_an_email_is_named_before_asking_bitbucket() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let reply = env
         .add(json!({"name": "w", "url": env.fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": APP_PASSWORD, "credential_type": "app_password"}))
@@ -69,6 +72,7 @@ async fn app_password_with_an_email_is_named_before_asking_bitbucket() {
 
 #[tokio::test]
 async fn rejected_app_password_explains_the_retirement() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let reply = env.add_to(&env.fake.url("cloud"), APP_PASSWORD_USER, "wrong").await;
     assert_problem(&reply, 422, "invalid_credentials");
@@ -78,6 +82,7 @@ async fn rejected_app_password_explains_the_retirement() {
 
 #[tokio::test]
 async fn api_token_without_an_email_says_to_use_the_email() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let reply = env
         .add(json!({"name": "w", "url": env.fake.url("cloud"), "username": "jdoe", "password": API_TOKEN, "credential_type": "api_token"}))
@@ -88,6 +93,7 @@ async fn api_token_without_an_email_says_to_use_the_email() {
 
 #[tokio::test]
 async fn read_only_app_password_names_the_missing_write_scopes() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let reply = env.add_to(&env.fake.url("cloud"), APP_PASSWORD_USER, APP_PASSWORD_READ_ONLY).await;
     assert_problem(&reply, 422, "missing_permissions");
@@ -97,6 +103,7 @@ async fn read_only_app_password_names_the_missing_write_scopes() {
 
 #[tokio::test]
 async fn api_token_write_does_not_stand_in_for_read() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let reply = env.add_to(&env.fake.url("cloud"), API_TOKEN_EMAIL, API_TOKEN_WRITE_ONLY).await;
     assert_problem(&reply, 422, "missing_permissions");
@@ -105,6 +112,7 @@ async fn api_token_write_does_not_stand_in_for_read() {
 
 #[tokio::test]
 async fn forbidden_user_endpoint_reads_granted_scopes_from_the_body() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let reply = env.add_to(&env.fake.url("cloud"), API_TOKEN_EMAIL, API_TOKEN_NO_ACCOUNT_SCOPE).await;
     assert_problem(&reply, 422, "missing_permissions");
@@ -114,6 +122,7 @@ async fn forbidden_user_endpoint_reads_granted_scopes_from_the_body() {
 
 #[tokio::test]
 async fn each_failure_kind_has_its_own_code_and_status() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let cases = [
         ("html", 422, "not_bitbucket"),
@@ -141,6 +150,7 @@ async fn each_failure_kind_has_its_own_code_and_status() {
 
 #[tokio::test]
 async fn transport_failures_are_told_apart() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -160,6 +170,7 @@ async fn transport_failures_are_told_apart() {
 
 #[tokio::test]
 async fn data_center_token_is_proven_under_rest_only() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     for url in [env.fake.url("dc"), format!("{}/rest/api/1.0/", env.fake.url("dc"))] {
         let reply = env.add(json!({"name": url, "url": url, "username": DC_USER, "password": DC_TOKEN})).await;
@@ -184,6 +195,7 @@ async fn data_center_token_is_proven_under_rest_only() {
 
 #[tokio::test]
 async fn data_center_failures_are_specific() {
+    let _logs = blackbox::logs::guard();
     let env = env().await;
     let dc = env.fake.url("dc");
     let read_only = env.add_to(&dc, DC_USER, DC_TOKEN_READ_ONLY).await;
@@ -219,6 +231,7 @@ async fn guarded_env() -> Env {
 
 #[tokio::test]
 async fn internal_addresses_are_refused_before_any_request() {
+    let _logs = blackbox::logs::guard();
     let env = guarded_env().await;
     let port = env.fake.origin.rsplit(':').next().unwrap().to_owned();
     let urls = [
@@ -250,6 +263,7 @@ async fn internal_addresses_are_refused_before_any_request() {
 
 #[tokio::test]
 async fn credentials_in_the_url_are_refused() {
+    let _logs = blackbox::logs::guard();
     let env = guarded_env().await;
     let reply = env.add_to("https://jdoe:secret@api.bitbucket.org/2.0", API_TOKEN_EMAIL, API_TOKEN).await;
     assert_problem(&reply, 422, "validation_failed");
