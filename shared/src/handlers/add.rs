@@ -39,10 +39,10 @@ impl AddHandler {
         let key = idempotency_key(request.headers())?;
         let input = parse_create(&json_body(request, self.settings.max_body_bytes)?)?;
         let fingerprint = input.fingerprint();
-        if let Some(key) = &key {
-            if let Some(response) = self.replay(&owner, key, &fingerprint).await? {
-                return Ok(response);
-            }
+        if let Some(key) = &key
+            && let Some(response) = self.replay(&owner, key, &fingerprint).await?
+        {
+            return Ok(response);
         }
         let id = ConnectionId::new();
         let claim = Claim {
