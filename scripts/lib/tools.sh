@@ -1,8 +1,7 @@
 # Pinned tools, each in its own virtualenv under .venv/ (never the system Python:
 # checkov and moto pin conflicting packages).
 MOTO_PIN="moto[server]==5.2.5"
-CARGO_LAMBDA_PIN="cargo-lambda==1.9.2"
-ZIG_PIN="ziglang==0.17.0"
+CARGO_LAMBDA_PIN="cargo-lambda==1.9.2 ziglang==0.17.0"
 CFN_LINT_PIN="cfn-lint==1.58.0"
 CHECKOV_PIN="checkov==3.3.30"
 

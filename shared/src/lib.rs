@@ -14,4 +14,5 @@ pub mod runtime;
 pub mod seal;
 pub mod secret;
 pub mod store;
+pub mod tls;
 pub mod verify;

@@ -5,8 +5,8 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use reqwest::{Certificate, StatusCode};
 use url::{Host, Url};
 
 use super::net::{BlockedAddress, GuardedResolver, NetPolicy, UnknownHost};
@@ -68,17 +68,14 @@ pub struct BitbucketHttp {
 impl BitbucketHttp {
     pub fn new(settings: &ClientSettings) -> Result<Self, String> {
         let policy = Arc::new(settings.policy.clone());
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .user_agent(concat!("git-connections/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(GuardedResolver { policy: policy.clone() });
-        for pem in &settings.extra_roots_pem {
-            let cert = Certificate::from_pem(pem).map_err(|e| format!("invalid extra root certificate: {e}"))?;
-            builder = builder.add_root_certificate(cert);
-        }
+            .dns_resolver(GuardedResolver { policy: policy.clone() })
+            .tls_backend_preconfigured(crate::tls::bitbucket_client_config(&settings.extra_roots_pem)?);
         let client = builder.build().map_err(|e| format!("cannot build the Bitbucket HTTP client: {e}"))?;
         Ok(Self { client, policy })
     }

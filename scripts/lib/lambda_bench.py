@@ -1,0 +1,353 @@
+"""Benchmark harness for the four functions, run by scripts/bench.
+
+It provides what Lambda would: a Runtime API on loopback that hands events to a
+function process and takes its answers; in front of the AWS emulator a proxy that
+counts DynamoDB and KMS calls (by X-Amz-Target) and times them; and a fake
+Bitbucket whose /2.0/user answers after a fixed delay, to show that verification
+and encryption overlap. Standard library only.
+
+Usage: python lambda_bench.py --bin-dir DIR --moto URL [--runs 7] [--requests 20]
+"""
+
+import argparse
+import copy
+import http.server
+import json
+import os
+import queue
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+
+FUNCTIONS = ["add", "list", "edit", "delete"]
+VERIFY_DELAY = 0.100
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Quiet(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive
+    # client's delayed ACK would add ~40 ms to every answer.
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body(self):
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A killed function leaves its /next connection behind; nothing to report.
+        pass
+
+
+def serve(handler):
+    server = Server(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"127.0.0.1:{server.server_address[1]}"
+
+
+class RuntimeApi:
+    """The Lambda Runtime API (2018-06-01): next, response, error."""
+
+    def __init__(self):
+        self.events = queue.Queue()
+        self.results = {}
+        self.first_next = threading.Event()
+        self.first_next_at = None
+        api = self
+
+        class Handler(Quiet):
+            def do_GET(self):
+                if not self.path.endswith("/runtime/invocation/next"):
+                    return self.reply(404)
+                if not api.first_next.is_set():
+                    api.first_next_at = time.perf_counter()
+                    api.first_next.set()
+                item = api.events.get()
+                if item is None:
+                    return self.reply(500)
+                request_id, event = item
+                deadline = str(int(time.time() * 1000) + 30_000)
+                headers = [
+                    ("content-type", "application/json"),
+                    ("lambda-runtime-aws-request-id", request_id),
+                    ("lambda-runtime-deadline-ms", deadline),
+                    ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:bench"),
+                    ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000"),
+                ]
+                self.reply(200, json.dumps(event).encode(), headers)
+
+            def do_POST(self):
+                body = self.body()
+                parts = self.path.split("/")
+                if "invocation" in parts and parts[-1] in ("response", "error"):
+                    request_id = parts[-2]
+                    if request_id in api.results:
+                        api.results[request_id].put((parts[-1], body))
+                self.reply(202)
+
+        self.server, self.address = serve(Handler)
+
+    def reset(self):
+        self.first_next.clear()
+        self.first_next_at = None
+        self.events = queue.Queue()
+
+    def invoke(self, event):
+        request_id = str(uuid.uuid4())
+        answer = queue.Queue()
+        self.results[request_id] = answer
+        started = time.perf_counter()
+        self.events.put((request_id, event))
+        kind, body = answer.get(timeout=30)
+        elapsed = time.perf_counter() - started
+        del self.results[request_id]
+        if kind != "response":
+            raise RuntimeError(f"function error: {body[:300]!r}")
+        return json.loads(body), elapsed
+
+
+class CountingProxy:
+    """Forwards AWS calls to the emulator, counting and timing them by operation."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.counts = {}
+        self.durations = {}
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(Quiet):
+            def do_POST(self):
+                body = self.body()
+                target = self.headers.get("x-amz-target", "?")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                request = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers, method="POST")
+                started = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(request) as response:
+                        status, payload, content_type = response.status, response.read(), response.headers.get("content-type", "")
+                except urllib.error.HTTPError as error:
+                    status, payload, content_type = error.code, error.read(), error.headers.get("content-type", "")
+                took = time.perf_counter() - started
+                with proxy.lock:
+                    proxy.counts[target] = proxy.counts.get(target, 0) + 1
+                    proxy.durations.setdefault(target, []).append(took)
+                self.reply(status, payload, [("content-type", content_type)])
+
+        self.server, self.address = serve(Handler)
+
+    def take(self):
+        with self.lock:
+            counts, durations = self.counts, self.durations
+            self.counts, self.durations = {}, {}
+        return counts, durations
+
+
+class SlowBitbucket:
+    """Bitbucket Cloud's GET /2.0/user for an API token, answering after VERIFY_DELAY."""
+
+    def __init__(self):
+        class Handler(Quiet):
+            def do_GET(self):
+                time.sleep(VERIFY_DELAY)
+                user = {"type": "user", "uuid": "{bench-user}", "display_name": "Bench", "nickname": "bench"}
+                scopes = ", ".join(
+                    ["read:user:bitbucket", "read:repository:bitbucket", "write:repository:bitbucket",
+                     "read:pullrequest:bitbucket", "write:pullrequest:bitbucket", "read:project:bitbucket"])
+                headers = [("content-type", "application/json"), ("x-oauth-scopes", scopes), ("x-credential-type", "api_token")]
+                self.reply(200, json.dumps(user).encode(), headers)
+
+        self.server, self.address = serve(Handler)
+
+
+def aws_call(endpoint, service, target, payload):
+    headers = {
+        "content-type": "application/x-amz-json-1.0" if service == "dynamodb" else "application/x-amz-json-1.1",
+        "x-amz-target": target,
+        "authorization": f"AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0",
+    }
+    request = urllib.request.Request(endpoint, data=json.dumps(payload).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def prepare_backends(moto):
+    table = f"bench-{uuid.uuid4().hex[:8]}"
+    template = {"TableName": table, "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]}
+    aws_call(moto, "dynamodb", "DynamoDB_20120810.CreateTable", template)
+    key = aws_call(moto, "kms", "TrentService.CreateKey", {})["KeyMetadata"]["KeyId"]
+    return table, key
+
+
+def function_env(runtime, proxy, table, key, name):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AWS_LAMBDA_RUNTIME_API": runtime.address,
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_provided.al2023",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": f"http://{proxy.address}",
+        "CONNECTIONS_BACKEND": "aws",
+        "CONNECTIONS_TABLE": table,
+        "CONNECTIONS_KEY_ID": key,
+        "BITBUCKET_ALLOWED_PRIVATE": "127.0.0.0/8",
+        "RUST_LOG": "info",
+    }
+    return env
+
+
+def start(bin_dir, name, env, runtime):
+    runtime.reset()
+    started = time.perf_counter()
+    process = subprocess.Popen([os.path.join(bin_dir, name)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not runtime.first_next.wait(timeout=20):
+        process.kill()
+        raise RuntimeError(f"{name} never asked for an event")
+    return process, runtime.first_next_at - started
+
+
+def stop(process, runtime):
+    process.kill()
+    process.wait()
+    runtime.events.put(None)
+
+
+def load_event(function, file):
+    with open(os.path.join(ROOT, "functions", function, "events", file)) as f:
+        return json.load(f)
+
+
+def event_for(template, path=None, body=None, path_id=None, headers=None):
+    event = copy.deepcopy(template)
+    if path:
+        event["rawPath"] = path
+        event["requestContext"]["http"]["path"] = path
+    if path_id:
+        event["pathParameters"] = {"id": path_id}
+    if body is not None:
+        event["body"] = json.dumps(body)
+    for name, value in (headers or {}).items():
+        event["headers"][name] = value
+    event["requestContext"]["requestId"] = str(uuid.uuid4())
+    return event
+
+
+def median_ms(values):
+    return statistics.median(values) * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin-dir", required=True)
+    parser.add_argument("--moto", required=True)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=20)
+    args = parser.parse_args()
+
+    runtime = RuntimeApi()
+    proxy = CountingProxy(args.moto)
+    bitbucket = SlowBitbucket()
+    table, key = prepare_backends(args.moto)
+
+    print(f"\n== Cold start: spawn -> first /next, median of {args.runs} runs (floor: hello, the smallest lambda_http function)")
+    inits = {}
+    for name in ["hello"] + FUNCTIONS:
+        samples = []
+        for _ in range(args.runs):
+            process, took = start(args.bin_dir, name, function_env(runtime, proxy, table, key, name), runtime)
+            samples.append(took)
+            stop(process, runtime)
+        inits[name] = median_ms(samples)
+    floor = inits["hello"]
+    for name in ["hello"] + FUNCTIONS:
+        print(f"   {name:<7} {inits[name]:7.2f} ms   {inits[name] / floor:5.2f}x floor")
+    proxy.take()
+
+    print(f"\n== Warm requests, median of {args.requests}, backends on loopback (moto behind a counting proxy; Bitbucket answers after {VERIFY_DELAY * 1000:.0f} ms)")
+
+    # One function process at a time, so the one Runtime API hands each its own events.
+    def run(name, events):
+        process, _ = start(args.bin_dir, name, function_env(runtime, proxy, table, key, name), runtime)
+        answers, times = [], []
+        proxy.take()
+        for event in events:
+            answer, took = runtime.invoke(event)
+            answers.append(answer)
+            times.append(took)
+        counts, durations = proxy.take()
+        stop(process, runtime)
+        return answers, times, counts, durations
+
+    n = args.requests
+    create = load_event("add", "create.json")
+    url = f"http://{bitbucket.address}/2.0"
+    adds = [event_for(create, body={"name": f"bench-{i}", "url": url, "username": "bench@example.com", "password": "ATATT-bench-token"}) for i in range(n)]
+    answers, add_times, add_counts, add_durations = run("add", adds)
+    ids = [json.loads(a["body"])["id"] for a in answers if a.get("statusCode") == 201]
+    if len(ids) != n:
+        raise RuntimeError(f"add did not create every connection: {answers[0]}")
+
+    listing = load_event("list", "list.json")
+    _, list_times, list_counts, _ = run("list", [event_for(listing) for _ in range(n)])
+    get = load_event("list", "get.json")
+    _, get_times, get_counts, _ = run("list", [event_for(get, path=f"/connections/{i}", path_id=i) for i in ids])
+    rename = load_event("edit", "rename.json")
+    _, edit_times, edit_counts, _ = run("edit", [event_for(rename, path=f"/connections/{i}", path_id=i, body={"name": f"renamed-{i}"}, headers={"if-match": '"1"'}) for i in ids])
+    delete = load_event("delete", "delete.json")
+    _, delete_times, delete_counts, _ = run("delete", [event_for(delete, path=f"/connections/{i}", path_id=i) for i in ids])
+
+    def calls(counts):
+        ddb = sum(v for k, v in counts.items() if k.startswith("DynamoDB")) / n
+        kms = sum(v for k, v in counts.items() if k.startswith("TrentService")) / n
+        detail = ", ".join(f"{k.split('.')[-1]} {v / n:g}" for k, v in sorted(counts.items()))
+        return ddb, kms, detail
+
+    print(f"   {'route':<28} {'median':>9}  {'DynamoDB':>8} {'KMS':>4}  calls per request")
+    for label, times, counts in [
+        ("POST /connections (add)", add_times, add_counts),
+        ("GET /connections (list)", list_times, list_counts),
+        ("GET /connections/{id}", get_times, get_counts),
+        ("PATCH rename (edit)", edit_times, edit_counts),
+        ("DELETE /connections/{id}", delete_times, delete_counts),
+    ]:
+        ddb, kms, detail = calls(counts)
+        print(f"   {label:<28} {median_ms(times):7.2f} ms  {ddb:8g} {kms:4g}  {detail}")
+
+    encrypt = median_ms(add_durations.get("TrentService.Encrypt", [0]))
+    write = median_ms(add_durations.get("DynamoDB_20120810.TransactWriteItems", [0]))
+    add = median_ms(add_times)
+    overlapped = max(VERIFY_DELAY * 1000, encrypt) + write
+    print("\n== Add: verification and encryption overlap")
+    print(f"   verify {VERIFY_DELAY * 1000:.1f} ms | KMS Encrypt {encrypt:.2f} ms | TransactWriteItems {write:.2f} ms")
+    print(f"   add {add:.2f} ms = max(verify, encrypt) + write ({overlapped:.2f} ms) + {add - overlapped:.2f} ms"
+          f"   (serial would be {VERIFY_DELAY * 1000 + encrypt + write:.2f} ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+//! The request path without backends: what a handler costs beyond its I/O.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use connections::config::Settings;
+use connections::domain::{Account, Connection, ConnectionId, CredentialType, Owner, Provider, Status, now};
+use connections::handlers::ListHandler;
+use connections::http::json_body;
+use connections::input::parse_create;
+use connections::seal::Sealed;
+use connections::store::{ConnectionStore, IdempotencyRecord, Page, StoreError};
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+
+fn connection(n: usize) -> Connection {
+    let at = now();
+    Connection {
+        id: ConnectionId::new().to_string(),
+        name: format!("connection {n}"),
+        provider: Provider::BitbucketCloud,
+        url: "https://api.bitbucket.org/2.0".into(),
+        username: "jdoe@example.com".into(),
+        credential_type: CredentialType::ApiToken,
+        account: Account {
+            uuid: Some("{4f6d1a2c-8e0b}".into()),
+            display_name: Some("J Doe".into()),
+            username: Some("jdoe".into()),
+        },
+        scopes: ["read:repository:bitbucket", "write:repository:bitbucket", "read:pullrequest:bitbucket"]
+            .map(String::from)
+            .to_vec(),
+        status: Status::Verified,
+        status_reason: None,
+        status_detail: None,
+        verified_at: at,
+        created_at: at,
+        updated_at: at,
+        version: 1,
+    }
+}
+
+/// Answers instantly from memory: only the handler's own work is measured.
+struct Instant(Vec<Connection>);
+
+#[async_trait]
+impl ConnectionStore for Instant {
+    async fn create(
+        &self,
+        _: &Owner,
+        _: &Connection,
+        _: &Sealed,
+        _: usize,
+        _: Option<&IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn idempotency_record(&self, _: &Owner, _: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(None)
+    }
+    async fn get(&self, _: &Owner, _: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        Ok(self.0.first().cloned())
+    }
+    async fn get_sealed(&self, _: &Owner, _: &ConnectionId) -> Result<Option<(Connection, Sealed)>, StoreError> {
+        Ok(None)
+    }
+    async fn list(&self, _: &Owner, limit: usize, _: Option<&ConnectionId>) -> Result<Page, StoreError> {
+        Ok(Page { items: self.0.iter().take(limit).cloned().collect(), next: None })
+    }
+    async fn update(&self, _: &Owner, _: &Connection, _: &Connection, _: Option<&Sealed>) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn delete(&self, _: &Owner, _: &ConnectionId, _: Option<u64>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn event(method: &str, path: &str, id: Option<&str>, body: Option<serde_json::Value>) -> String {
+    let mut event = json!({
+        "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d", "requestId": "r",
+            "routeKey": format!("{method} {path}"), "stage": "$default", "time": "t", "timeEpoch": 0,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "1.1.1.1", "userAgent": "b"},
+            "authorizer": {"jwt": {"claims": {"sub": "alice"}, "scopes": null}}
+        },
+        "isBase64Encoded": false
+    });
+    if let Some(id) = id {
+        event["pathParameters"] = json!({"id": id});
+    }
+    if let Some(body) = body {
+        event["body"] = json!(body.to_string());
+    }
+    event.to_string()
+}
+
+fn benches(c: &mut Criterion) {
+    let create = event(
+        "POST",
+        "/connections",
+        None,
+        Some(
+            json!({"name": "work", "url": "https://api.bitbucket.org/2.0", "username": "jdoe@example.com", "password": "ATATT-token"}),
+        ),
+    );
+    c.bench_function("create: decode event + parse + validate", |b| {
+        b.iter(|| {
+            let request = lambda_http::request::from_str(&create).unwrap();
+            parse_create(&json_body(&request, 16 * 1024).unwrap()).unwrap()
+        })
+    });
+    let invalid = event("POST", "/connections", None, Some(json!({"name": "", "username": 3})));
+    c.bench_function("create: decode event + parse + problem response", |b| {
+        b.iter(|| {
+            let request = lambda_http::request::from_str(&invalid).unwrap();
+            let error = parse_create(&json_body(&request, 16 * 1024).unwrap()).unwrap_err();
+            error.to_response()
+        })
+    });
+
+    let page: Vec<Connection> = (0..100).map(connection).collect();
+    c.bench_function("serialise a page of 100 connections", |b| {
+        b.iter(|| serde_json::to_string(&json!({"items": &page, "next_cursor": null})).unwrap())
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let handler = ListHandler { store: Arc::new(Instant(page.clone())), settings: Settings::default() };
+    let id = page[0].id.clone();
+    let get = event("GET", &format!("/connections/{id}"), Some(&id), None);
+    c.bench_function("handler: GET /connections/{id} without backends", |b| {
+        b.iter(|| runtime.block_on(handler.handle(lambda_http::request::from_str(&get).unwrap())))
+    });
+    let list = event("GET", "/connections", None, None);
+    c.bench_function("handler: GET /connections (50 items) without backends", |b| {
+        b.iter(|| runtime.block_on(handler.handle(lambda_http::request::from_str(&list).unwrap())))
+    });
+}
+
+criterion_group!(pure_path, benches);
+criterion_main!(pure_path);
