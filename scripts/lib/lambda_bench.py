@@ -233,9 +233,12 @@ def start(bin_dir, name, env, runtime):
 
 
 def stop(process, runtime):
+    """Ends the function; returns its peak resident memory in MB."""
     process.kill()
-    process.wait()
+    _, _, usage = os.wait4(process.pid, 0)
+    process.returncode = -9
     runtime.events.put(None)
+    return usage.ru_maxrss / 1024
 
 
 def load_event(function, file):
@@ -292,6 +295,8 @@ def main():
     print(f"\n== Warm requests, median of {args.requests}, backends on loopback (moto behind a counting proxy; Bitbucket answers after {VERIFY_DELAY * 1000:.0f} ms)")
 
     # One function process at a time, so the one Runtime API hands each its own events.
+    peaks = {}
+
     def run(name, events):
         process, _ = start(args.bin_dir, name, function_env(runtime, proxy, table, key, name), runtime)
         answers, times = [], []
@@ -301,7 +306,7 @@ def main():
             answers.append(answer)
             times.append(took)
         counts, durations = proxy.take()
-        stop(process, runtime)
+        peaks[name] = max(peaks.get(name, 0), stop(process, runtime))
         return answers, times, counts, durations
 
     n = args.requests
@@ -314,13 +319,13 @@ def main():
         raise RuntimeError(f"add did not create every connection: {answers[0]}")
 
     listing = load_event("list", "list.json")
-    _, list_times, list_counts, _ = run("list", [event_for(listing) for _ in range(n)])
+    _, list_times, list_counts, list_durations = run("list", [event_for(listing) for _ in range(n)])
     get = load_event("list", "get.json")
-    _, get_times, get_counts, _ = run("list", [event_for(get, path=f"/connections/{i}", path_id=i) for i in ids])
+    _, get_times, get_counts, get_durations = run("list", [event_for(get, path=f"/connections/{i}", path_id=i) for i in ids])
     rename = load_event("edit", "rename.json")
-    _, edit_times, edit_counts, _ = run("edit", [event_for(rename, path=f"/connections/{i}", path_id=i, body={"name": f"renamed-{i}"}, headers={"if-match": '"1"'}) for i in ids])
+    _, edit_times, edit_counts, edit_durations = run("edit", [event_for(rename, path=f"/connections/{i}", path_id=i, body={"name": f"renamed-{i}"}, headers={"if-match": '"1"'}) for i in ids])
     delete = load_event("delete", "delete.json")
-    _, delete_times, delete_counts, _ = run("delete", [event_for(delete, path=f"/connections/{i}", path_id=i) for i in ids])
+    _, delete_times, delete_counts, delete_durations = run("delete", [event_for(delete, path=f"/connections/{i}", path_id=i) for i in ids])
 
     def calls(counts):
         ddb = sum(v for k, v in counts.items() if k.startswith("DynamoDB")) / n
@@ -328,16 +333,20 @@ def main():
         detail = ", ".join(f"{k.split('.')[-1]} {v / n:g}" for k, v in sorted(counts.items()))
         return ddb, kms, detail
 
-    print(f"   {'route':<28} {'median':>9}  {'DynamoDB':>8} {'KMS':>4}  calls per request")
-    for label, times, counts in [
-        ("POST /connections (add)", add_times, add_counts),
-        ("GET /connections (list)", list_times, list_counts),
-        ("GET /connections/{id}", get_times, get_counts),
-        ("PATCH rename (edit)", edit_times, edit_counts),
-        ("DELETE /connections/{id}", delete_times, delete_counts),
+    print(f"   {'route':<26} {'median':>9} {'in AWS':>9}  {'DynamoDB':>8} {'KMS':>4}  calls per request")
+    for label, times, counts, durations in [
+        ("POST /connections (add)", add_times, add_counts, add_durations),
+        ("GET /connections (list)", list_times, list_counts, list_durations),
+        ("GET /connections/{id}", get_times, get_counts, get_durations),
+        ("PATCH rename (edit)", edit_times, edit_counts, edit_durations),
+        ("DELETE /connections/{id}", delete_times, delete_counts, delete_durations),
     ]:
         ddb, kms, detail = calls(counts)
-        print(f"   {label:<28} {median_ms(times):7.2f} ms  {ddb:8g} {kms:4g}  {detail}")
+        in_aws = sum(sum(v) for v in durations.values()) / n * 1000
+        print(f"   {label:<26} {median_ms(times):6.2f} ms {in_aws:6.2f} ms  {ddb:8g} {kms:4g}  {detail}")
+    print("   ('in AWS' is the mean time spent in the emulator per request, through the proxy; add also waits for Bitbucket)")
+
+    print("   peak RSS: " + ", ".join(f"{name} {peaks[name]:.1f} MB" for name in FUNCTIONS))
 
     encrypt = median_ms(add_durations.get("TrentService.Encrypt", [0]))
     write = median_ms(add_durations.get("DynamoDB_20120810.TransactWriteItems", [0]))

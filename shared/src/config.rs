@@ -84,6 +84,7 @@ impl Config {
             connect_timeout: Duration::from_millis(number("BITBUCKET_CONNECT_TIMEOUT_MS", 3_000)?),
             request_timeout: Duration::from_millis(number("BITBUCKET_TIMEOUT_MS", 8_000)?),
             extra_roots_pem: Vec::new(),
+            static_hosts: Vec::new(),
         };
         if let Some(path) = lookup("BITBUCKET_CA_BUNDLE") {
             let pem = std::fs::read(&path).map_err(|e| format!("BITBUCKET_CA_BUNDLE {path}: {e}"))?;

@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 
 use crate::emulator;
 
-/// Settings for tests: the loopback fake Bitbucket is allowed, timeouts are short.
+/// Settings for tests: the loopback fake Bitbucket is allowed, timeouts are short,
+/// and the real Bitbucket's name is pinned to loopback so no test ever sends a
+/// DNS query or a packet beyond this machine.
 pub fn test_settings() -> Settings {
     Settings {
         identity: Identity::Authorizer,
@@ -29,9 +31,16 @@ pub fn test_settings() -> Settings {
             connect_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_millis(1500),
             extra_roots_pem: Vec::new(),
+            static_hosts: hermetic_hosts(),
         },
         ..Settings::default()
     }
+}
+
+/// `api.bitbucket.org` and `bitbucket.org` answered as 127.0.0.1, where nothing listens on 443.
+pub fn hermetic_hosts() -> Vec<(String, std::net::IpAddr)> {
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    vec![("api.bitbucket.org".into(), loopback), ("bitbucket.org".into(), loopback)]
 }
 
 pub struct Api {

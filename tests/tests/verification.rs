@@ -224,8 +224,11 @@ async fn data_center_failures_are_specific() {
 
 async fn guarded_env() -> Env {
     let mut settings = test_settings();
-    settings.bitbucket =
-        ClientSettings { connect_timeout: std::time::Duration::from_millis(500), ..ClientSettings::default() };
+    settings.bitbucket = ClientSettings {
+        connect_timeout: std::time::Duration::from_millis(500),
+        static_hosts: blackbox::api::hermetic_hosts(),
+        ..ClientSettings::default()
+    };
     env_with(settings).await
 }
 

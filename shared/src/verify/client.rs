@@ -23,6 +23,8 @@ pub struct ClientSettings {
     pub request_timeout: Duration,
     /// Extra trust anchors (PEM), for servers with a private CA and for TLS tests.
     pub extra_roots_pem: Vec<Vec<u8>>,
+    /// Host names answered without DNS (still subject to the policy).
+    pub static_hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for ClientSettings {
@@ -32,6 +34,7 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(8),
             extra_roots_pem: Vec::new(),
+            static_hosts: Vec::new(),
         }
     }
 }
@@ -74,7 +77,10 @@ impl BitbucketHttp {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .user_agent(concat!("git-connections/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(GuardedResolver { policy: policy.clone() })
+            .dns_resolver(GuardedResolver {
+                policy: policy.clone(),
+                static_hosts: Arc::new(settings.static_hosts.clone()),
+            })
             .tls_backend_preconfigured(crate::tls::bitbucket_client_config(&settings.extra_roots_pem)?);
         let client = builder.build().map_err(|e| format!("cannot build the Bitbucket HTTP client: {e}"))?;
         Ok(Self { client, policy })

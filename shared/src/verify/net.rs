@@ -131,20 +131,37 @@ pub struct UnknownHost {
     pub host: String,
 }
 
-/// The resolver the Bitbucket client uses: system lookup, then the policy.
+/// The resolver the Bitbucket client uses: a static table, then the system
+/// lookup, then the policy.
 #[derive(Clone, Debug)]
 pub struct GuardedResolver {
     pub policy: Arc<NetPolicy>,
+    /// Like /etc/hosts, for embedding and hermetic tests; still judged by the policy.
+    pub static_hosts: Arc<Vec<(String, IpAddr)>>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
         let host = name.as_str().to_owned();
+        let pinned: Vec<SocketAddr> = self
+            .static_hosts
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(&host))
+            .map(|(_, ip)| SocketAddr::new(*ip, 0))
+            .collect();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
-                Ok(addrs) => addrs.collect(),
-                Err(_) => Vec::new(),
+            // RFC 6761: `.invalid` never resolves, so no query is sent for it.
+            let reserved = host.to_ascii_lowercase().trim_end_matches('.').ends_with(".invalid");
+            let found: Vec<SocketAddr> = if !pinned.is_empty() {
+                pinned
+            } else if reserved {
+                Vec::new()
+            } else {
+                match tokio::net::lookup_host((host.as_str(), 0)).await {
+                    Ok(addrs) => addrs.collect(),
+                    Err(_) => Vec::new(),
+                }
             };
             if found.is_empty() {
                 return Err(Box::new(UnknownHost { host }) as _);
