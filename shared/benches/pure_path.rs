@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use connections::config::Settings;
 use connections::domain::{Account, Connection, ConnectionId, CredentialType, Owner, Provider, Status, now};
 use connections::handlers::ListHandler;
+use connections::handlers::list::PageBody;
 use connections::http::json_body;
 use connections::input::parse_create;
 use connections::seal::Sealed;
@@ -122,7 +123,7 @@ fn benches(c: &mut Criterion) {
 
     let page: Vec<Connection> = (0..100).map(connection).collect();
     c.bench_function("serialise a page of 100 connections", |b| {
-        b.iter(|| serde_json::to_string(&json!({"items": &page, "next_cursor": null})).unwrap())
+        b.iter(|| serde_json::to_string(&PageBody { items: &page, next_cursor: None }).unwrap())
     });
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 
 use super::{connection_response, respond};
 use crate::config::Settings;
+use crate::domain::Connection;
 use crate::http::{connection_id, json_response, principal, request_id};
 use crate::input::{encode_cursor, parse_list_query};
 use crate::problem::ApiError;
@@ -34,10 +35,7 @@ impl ListHandler {
             let query = parse_list_query(query.first("limit"), query.first("cursor"))?;
             let page =
                 self.store.list(&owner, query.limit, query.after.as_ref()).await.map_err(|e| e.into_api("", limit))?;
-            let body = serde_json::json!({
-                "items": page.items,
-                "next_cursor": page.next.as_ref().map(encode_cursor),
-            });
+            let body = PageBody { items: &page.items, next_cursor: page.next.as_ref().map(encode_cursor) };
             return Ok(json_response(StatusCode::OK, &body));
         }
         let id = connection_id(request)?;
@@ -45,6 +43,13 @@ impl ListHandler {
             self.store.get(&owner, &id).await.map_err(|e| e.into_api("", limit))?.ok_or(ApiError::NotFound)?;
         Ok(connection_response(StatusCode::OK, &connection, None))
     }
+}
+
+/// The list response, serialised straight from the items (no intermediate JSON tree).
+#[derive(serde::Serialize)]
+pub struct PageBody<'a> {
+    pub items: &'a [Connection],
+    pub next_cursor: Option<String>,
 }
 
 fn is_collection(request: &Request) -> bool {
