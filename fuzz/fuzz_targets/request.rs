@@ -33,10 +33,20 @@ fn handlers() -> &'static Handlers {
     })
 }
 
+/// API Gateway hands over paths and query strings percent-encoded; raw control
+/// characters never reach a function (lambda_http itself panics on them).
+fn encoded(text: &str, keep: &[u8]) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || keep.contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 fn event(method: &str, path: &str, query: &str, header: &str, body: &str) -> String {
+    let path = encoded(path, b"/-._~");
+    let query = encoded(query, b"=&-._~");
     serde_json::json!({
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
-        "headers": {"content-type": "application/json", "if-match": header},
+        "headers": {"content-type": "application/json", "if-match": header.replace(|c: char| c.is_control(), "")},
         "requestContext": {
             "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d", "requestId": "r",
             "routeKey": "$default", "stage": "$default", "time": "t", "timeEpoch": 0,
