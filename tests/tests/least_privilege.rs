@@ -1,0 +1,194 @@
+//! The IAM in `infra/template.yaml` grants each function exactly the DynamoDB and
+//! KMS actions its code performs: every scenario runs each function's handler on
+//! clients that record the actions they send (transactions count as the actions
+//! they contain), and the recording must equal the role's grants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use aws_sdk_dynamodb::operation::{
+    delete_item::DeleteItemInput, get_item::GetItemInput, put_item::PutItemInput, query::QueryInput,
+    transact_write_items::TransactWriteItemsInput, update_item::UpdateItemInput,
+};
+use aws_sdk_kms::operation::{decrypt::DecryptInput, encrypt::EncryptInput};
+use blackbox::api::{Api, Call, test_settings};
+use blackbox::emulator;
+use blackbox::fake_bitbucket::*;
+use connections::handlers::{AddHandler, DeleteHandler, EditHandler, ListHandler};
+use connections::seal::KmsSealer;
+use connections::store::DynamoStore;
+use connections::verify::Verifier;
+use serde_json::json;
+
+type Actions = Arc<Mutex<BTreeSet<String>>>;
+
+#[derive(Debug, Clone)]
+struct Recorder(Actions);
+
+impl Intercept for Recorder {
+    fn name(&self) -> &'static str {
+        "least-privilege-recorder"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let input = context.input();
+        let mut actions = self.0.lock().unwrap();
+        let mut add = |action: &str| {
+            actions.insert(action.to_owned());
+        };
+        if input.downcast_ref::<GetItemInput>().is_some() {
+            add("dynamodb:GetItem");
+        } else if input.downcast_ref::<QueryInput>().is_some() {
+            add("dynamodb:Query");
+        } else if input.downcast_ref::<PutItemInput>().is_some() {
+            add("dynamodb:PutItem");
+        } else if input.downcast_ref::<UpdateItemInput>().is_some() {
+            add("dynamodb:UpdateItem");
+        } else if input.downcast_ref::<DeleteItemInput>().is_some() {
+            add("dynamodb:DeleteItem");
+        } else if let Some(transaction) = input.downcast_ref::<TransactWriteItemsInput>() {
+            for item in transaction.transact_items() {
+                if item.put().is_some() {
+                    add("dynamodb:PutItem");
+                }
+                if item.update().is_some() {
+                    add("dynamodb:UpdateItem");
+                }
+                if item.delete().is_some() {
+                    add("dynamodb:DeleteItem");
+                }
+                if item.condition_check().is_some() {
+                    add("dynamodb:ConditionCheckItem");
+                }
+            }
+        } else if input.downcast_ref::<EncryptInput>().is_some() {
+            add("kms:Encrypt");
+        } else if input.downcast_ref::<DecryptInput>().is_some() {
+            add("kms:Decrypt");
+        } else {
+            add("unrecognised operation");
+        }
+        Ok(())
+    }
+}
+
+/// The actions the template grants each function's role (DynamoDB and KMS only).
+fn granted() -> BTreeMap<&'static str, BTreeSet<String>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+    let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let resources = &template["Resources"];
+    let mut by_role: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut collect = |role: String, document: &serde_yaml_ng::Value| {
+        for statement in document["Statement"].as_sequence().unwrap() {
+            let actions = match &statement["Action"] {
+                serde_yaml_ng::Value::String(one) => vec![one.clone()],
+                many => many.as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+            };
+            by_role
+                .entry(role.clone())
+                .or_default()
+                .extend(actions.into_iter().filter(|a| a.starts_with("dynamodb:") || a.starts_with("kms:")));
+        }
+    };
+    for (name, resource) in resources.as_mapping().unwrap() {
+        let name = name.as_str().unwrap().to_owned();
+        match resource["Type"].as_str() {
+            Some("AWS::IAM::Role") => {
+                for policy in resource["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+                    collect(name.clone(), &policy["PolicyDocument"]);
+                }
+            }
+            Some("AWS::IAM::RolePolicy") => {
+                let role = match &resource["Properties"]["RoleName"] {
+                    serde_yaml_ng::Value::Tagged(tagged) => tagged.value.as_str().unwrap().to_owned(),
+                    other => other.as_str().unwrap().to_owned(),
+                };
+                collect(role, &resource["Properties"]["PolicyDocument"]);
+            }
+            _ => {}
+        }
+    }
+    [("add", "AddRole"), ("list", "ListRole"), ("edit", "EditRole"), ("delete", "DeleteRole")]
+        .into_iter()
+        .map(|(function, role)| (function, by_role.remove(role).unwrap_or_default()))
+        .collect()
+}
+
+struct Recorded {
+    actions: Actions,
+    store: Arc<DynamoStore>,
+    sealer: Arc<KmsSealer>,
+}
+
+async fn recorded(table: &str, key: &str) -> Recorded {
+    let sdk = emulator::sdk_config_at(&emulator::endpoint()).await;
+    let actions: Actions = Arc::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(Recorder(actions.clone())).build(),
+    );
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::config::Builder::from(&sdk).interceptor(Recorder(actions.clone())).build(),
+    );
+    Recorded { actions, store: Arc::new(DynamoStore::new(dynamodb, table)), sealer: Arc::new(KmsSealer::new(kms, key)) }
+}
+
+#[tokio::test]
+async fn each_role_grants_exactly_what_its_function_calls() {
+    let fake = FakeBitbucket::start().await;
+    let dynamodb = emulator::dynamodb().await;
+    let table = emulator::create_table(&dynamodb).await;
+    let key = emulator::create_key(&emulator::kms().await).await;
+    let settings = test_settings();
+    let verifier = Verifier::new(&settings.bitbucket).unwrap();
+    let (add, list, edit, delete) = (
+        recorded(&table, &key).await,
+        recorded(&table, &key).await,
+        recorded(&table, &key).await,
+        recorded(&table, &key).await,
+    );
+    // Each handler alone on its own recording clients, as in its own Lambda function.
+    let mut api = Api::new(add.store.clone(), add.sealer.clone(), settings.clone());
+    api.add = AddHandler {
+        store: add.store.clone(),
+        sealer: add.sealer.clone(),
+        verifier: verifier.clone(),
+        settings: settings.clone(),
+    };
+    api.list = ListHandler { store: list.store.clone(), settings: settings.clone() };
+    api.edit =
+        EditHandler { store: edit.store.clone(), sealer: edit.sealer.clone(), verifier, settings: settings.clone() };
+    api.delete = DeleteHandler { store: delete.store.clone(), settings };
+
+    let body = |name: &str| json!({"name": name, "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});
+    let created =
+        api.send(Call::post("/connections").user("alice").header("idempotency-key", "k1").json(body("a"))).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        api.send(Call::post("/connections").user("alice").header("idempotency-key", "k1").json(body("a"))).await.status,
+        201
+    );
+    let item = format!("/connections/{}", created.json["id"].as_str().unwrap());
+    assert_eq!(api.send(Call::get("/connections").user("alice")).await.status, 200);
+    assert_eq!(api.send(Call::get(&item).user("alice")).await.status, 200);
+    assert_eq!(api.send(Call::patch(&item).user("alice").json(json!({"name": "b"}))).await.status, 200);
+    assert_eq!(api.send(Call::patch(&item).user("alice").json(json!({"password": API_TOKEN}))).await.status, 200);
+    assert_eq!(api.send(Call::patch(&item).user("alice").json(json!({"url": fake.url("cloud")}))).await.status, 200);
+    assert_eq!(api.send(Call::post(format!("{item}/verify")).user("alice")).await.status, 200);
+    assert_eq!(api.send(Call::delete(&item).user("alice")).await.status, 204);
+
+    let granted = granted();
+    let used: BTreeMap<&str, BTreeSet<String>> = [("add", &add), ("list", &list), ("edit", &edit), ("delete", &delete)]
+        .into_iter()
+        .map(|(function, recorded)| (function, recorded.actions.lock().unwrap().clone()))
+        .collect();
+    for (function, actions) in &used {
+        println!("{function}: {}", actions.iter().cloned().collect::<Vec<_>>().join(", "));
+    }
+    assert_eq!(used, granted, "template grants (right) must equal the calls each function makes (left)");
+}
