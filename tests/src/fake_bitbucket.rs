@@ -49,6 +49,7 @@ pub struct FakeBitbucket {
     /// `http://127.0.0.1:<port>`
     pub origin: String,
     shared: Shared,
+    app: Router,
 }
 
 impl FakeBitbucket {
@@ -121,12 +122,47 @@ impl FakeBitbucket {
             })
             .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
             .with_state(shared.clone());
+        let app_clone = app.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake Bitbucket");
         let origin = format!("http://{}", listener.local_addr().expect("local addr"));
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app.clone()).await;
         });
-        Self { origin, shared }
+        Self { origin, shared, app: app_clone }
+    }
+
+    /// The same fake behind TLS with `certificate` (PEM chain + key); returns `https://127.0.0.1:<port>`.
+    pub async fn serve_tls(&self, cert_pem: &str, key_pem: &str) -> String {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("https://{}", listener.local_addr().unwrap());
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that rejects our certificate ends the handshake: nothing to serve.
+                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        origin
     }
 
     /// The API base for a behaviour: `cloud`, `html`, `ratelimited`, … (Cloud) or `dc`, `web` (Data Center root).

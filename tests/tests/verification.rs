@@ -273,3 +273,44 @@ async fn credentials_in_the_url_are_refused() {
     assert_eq!(reply.json["errors"][0]["field"], "url");
     assert!(!reply.text.contains("secret@"));
 }
+
+/// A certificate for `names`, signed by a fresh private CA: (CA PEM, chain PEM, key PEM).
+fn private_ca_certificate(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Test private CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+    let leaf = params.signed_by(&key, &ca).unwrap();
+    (ca.pem(), leaf.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn tls_is_verified_against_public_roots_and_the_operators_ca() {
+    let _logs = blackbox::logs::guard();
+    let probe = FakeBitbucket::start().await;
+    let (ca, chain, key) = private_ca_certificate(&["127.0.0.1"]);
+    let tls_origin = probe.serve_tls(&chain, &key).await;
+
+    // A private CA is not trusted by default.
+    let untrusted = env().await;
+    let reply = untrusted.add_to(&format!("{tls_origin}/cloud/2.0"), API_TOKEN_EMAIL, API_TOKEN).await;
+    assert_problem(&reply, 422, "bitbucket_tls_error");
+
+    // With the operator's CA (BITBUCKET_CA_BUNDLE) the same server is verified over TLS.
+    let mut settings = test_settings();
+    settings.bitbucket.extra_roots_pem = vec![ca.clone().into_bytes()];
+    let trusted = env_with(settings.clone()).await;
+    let reply = trusted.add_to(&format!("{tls_origin}/cloud/2.0"), API_TOKEN_EMAIL, API_TOKEN).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+
+    // A trusted CA does not make a certificate for another host acceptable.
+    let (other_ca, other_chain, other_key) = private_ca_certificate(&["git.other.example"]);
+    let mismatched = probe.serve_tls(&other_chain, &other_key).await;
+    settings.bitbucket.extra_roots_pem = vec![other_ca.into_bytes()];
+    let strict = env_with(settings).await;
+    let reply = strict.add_to(&format!("{mismatched}/cloud/2.0"), API_TOKEN_EMAIL, API_TOKEN).await;
+    assert_problem(&reply, 422, "bitbucket_tls_error");
+}
