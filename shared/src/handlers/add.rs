@@ -97,9 +97,7 @@ impl AddHandler {
         audit("create", &owner, &connection.id, "created", request_id);
 
         let note = input.url.normalized_from().map(|from| ("url_normalized_from", serde_json::json!(from)));
-        let mut response = connection_response(StatusCode::CREATED, &connection, note);
-        set_header(&mut response, header::LOCATION, &format!("/connections/{}", connection.id));
-        Ok(response)
+        Ok(created(&connection, note))
     }
 
     /// The original answer for a key already used with the same request, without
@@ -115,8 +113,12 @@ impl AddHandler {
         let id = ConnectionId::parse(&record.connection_id).ok_or(ApiError::NotFound)?;
         let connection =
             self.store.get(owner, &id).await.map_err(|e| e.into_api("", limit))?.ok_or(ApiError::NotFound)?;
-        let mut response = connection_response(StatusCode::CREATED, &connection, None);
-        set_header(&mut response, header::LOCATION, &format!("/connections/{}", connection.id));
-        Ok(Some(response))
+        Ok(Some(created(&connection, None)))
     }
+}
+
+fn created(connection: &Connection, note: Option<(&str, serde_json::Value)>) -> Response<Body> {
+    let mut response = connection_response(StatusCode::CREATED, connection, note);
+    set_header(&mut response, header::LOCATION, &format!("/connections/{}", connection.id));
+    response
 }
