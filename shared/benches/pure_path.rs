@@ -4,24 +4,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use connections::config::Settings;
-use connections::domain::{Account, Connection, ConnectionId, CredentialType, Owner, Provider, Status, now};
+use connections::domain::{Account, Connection, ConnectionId, CredentialType, Owner, Provider, now};
 use connections::handlers::ListHandler;
 use connections::handlers::list::PageBody;
 use connections::http::json_body;
 use connections::input::parse_create;
 use connections::seal::Sealed;
 use connections::store::{ConnectionStore, IdempotencyRecord, Page, StoreError};
+use connections::verify::Verification;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
 fn connection(n: usize) -> Connection {
-    let at = now();
-    Connection {
-        id: ConnectionId::new().to_string(),
-        name: format!("connection {n}"),
+    let verification = Verification {
         provider: Provider::BitbucketCloud,
-        url: "https://api.bitbucket.org/2.0".into(),
-        username: "jdoe@example.com".into(),
         credential_type: CredentialType::ApiToken,
         account: Account {
             uuid: Some("{4f6d1a2c-8e0b}".into()),
@@ -31,14 +27,16 @@ fn connection(n: usize) -> Connection {
         scopes: ["read:repository:bitbucket", "write:repository:bitbucket", "read:pullrequest:bitbucket"]
             .map(String::from)
             .to_vec(),
-        status: Status::Verified,
-        status_reason: None,
-        status_detail: None,
-        verified_at: at,
-        created_at: at,
-        updated_at: at,
-        version: 1,
-    }
+    };
+    let name = format!("connection {n}");
+    Connection::verified(
+        &ConnectionId::new(),
+        &name,
+        "https://api.bitbucket.org/2.0",
+        "jdoe@example.com",
+        verification,
+        now(),
+    )
 }
 
 /// Answers instantly from memory: only the handler's own work is measured.

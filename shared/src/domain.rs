@@ -211,6 +211,34 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection Bitbucket has just accepted: version 1, created, updated and verified `at`.
+    pub fn verified(
+        id: &ConnectionId,
+        name: &str,
+        url: &str,
+        username: &str,
+        verification: crate::verify::Verification,
+        at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: id.to_string(),
+            name: name.to_owned(),
+            provider: verification.provider,
+            url: url.to_owned(),
+            username: username.to_owned(),
+            credential_type: verification.credential_type,
+            account: verification.account,
+            scopes: verification.scopes,
+            status: Status::Verified,
+            status_reason: None,
+            status_detail: None,
+            verified_at: at,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        }
+    }
+
     pub fn folded_name(&self) -> String {
         self.name.to_lowercase()
     }

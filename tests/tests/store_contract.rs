@@ -6,6 +6,7 @@ use blackbox::emulator;
 use connections::domain::{Account, Connection, ConnectionId, CredentialType, Owner, Provider, Status, now};
 use connections::seal::Sealed;
 use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore, StoreError};
+use connections::verify::Verification;
 
 type Store = Arc<dyn ConnectionStore>;
 
@@ -26,24 +27,13 @@ fn owner(name: &str) -> Owner {
 }
 
 fn connection(name: &str) -> Connection {
-    let at = now();
-    Connection {
-        id: ConnectionId::new().to_string(),
-        name: name.into(),
+    let verification = Verification {
         provider: Provider::BitbucketCloud,
-        url: "https://api.bitbucket.org/2.0".into(),
-        username: "jdoe".into(),
         credential_type: CredentialType::AppPassword,
         account: Account { uuid: Some("{u}".into()), display_name: Some("J".into()), username: Some("jdoe".into()) },
         scopes: vec!["repository:write".into()],
-        status: Status::Verified,
-        status_reason: None,
-        status_detail: None,
-        verified_at: at,
-        created_at: at,
-        updated_at: at,
-        version: 1,
-    }
+    };
+    Connection::verified(&ConnectionId::new(), name, "https://api.bitbucket.org/2.0", "jdoe", verification, now())
 }
 
 fn id_of(c: &Connection) -> ConnectionId {

@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, Response};
 
 use super::{audit, connection_response, respond, seal_failure};
 use crate::config::Settings;
-use crate::domain::{Connection, ConnectionId, Owner, Status, now};
+use crate::domain::{Connection, ConnectionId, Owner, now};
 use crate::http::{idempotency_key, json_body, principal, request_id, set_header};
 use crate::input::parse_create;
 use crate::problem::ApiError;
@@ -58,23 +58,8 @@ impl AddHandler {
         let sealed = sealed.map_err(seal_failure)?;
 
         let at = now();
-        let connection = Connection {
-            id: id.to_string(),
-            name: input.name.as_str().to_owned(),
-            provider: verified.provider,
-            url: input.url.as_str().to_owned(),
-            username: input.username.as_str().to_owned(),
-            credential_type: verified.credential_type,
-            account: verified.account,
-            scopes: verified.scopes,
-            status: Status::Verified,
-            status_reason: None,
-            status_detail: None,
-            verified_at: at,
-            created_at: at,
-            updated_at: at,
-            version: 1,
-        };
+        let connection =
+            Connection::verified(&id, input.name.as_str(), input.url.as_str(), input.username.as_str(), verified, at);
         let limit = self.settings.max_connections_per_owner;
         let record = key.as_ref().map(|key| IdempotencyRecord {
             key: key.clone(),
