@@ -22,7 +22,7 @@ pub async fn sdk_config() -> SdkConfig {
 /// add an endpoint or credentials of their own (the tests' emulator).
 pub fn loader() -> ConfigLoader {
     let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
         .tls_context(
             tls::TlsContext::builder().with_trust_store(crate::tls::aws_trust_store()).build().unwrap_or_default(),
         )

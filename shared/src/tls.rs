@@ -21,7 +21,7 @@ pub fn bitbucket_client_config(extra_roots_pem: &[Vec<u8>]) -> Result<rustls::Cl
             roots.add(cert).map_err(|e| format!("invalid extra root certificate: {e}"))?;
         }
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS configuration: {e}"))?

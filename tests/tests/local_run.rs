@@ -89,6 +89,9 @@ async fn cargo_lambda_watch_serves_the_full_lifecycle() {
     let fake = FakeBitbucket::start().await;
     let data = tempfile::tempdir().unwrap();
     let watch = start_watch(data.path());
+    // The workspace builds reqwest without a default crypto provider (the service
+    // configures its own); this plain client needs one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
     let collection = format!("{}/connections", watch.base);
 
