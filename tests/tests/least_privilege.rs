@@ -181,6 +181,18 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     assert_eq!(api.send(Call::patch(&item).user("alice").json(json!({"url": fake.url("cloud")}))).await.status, 200);
     assert_eq!(api.send(Call::post(format!("{item}/verify")).user("alice")).await.status, 200);
     assert_eq!(api.send(Call::delete(&item).user("alice")).await.status, 204);
+    // A deleted connection's name reservation stays behind; reusing the name takes it over.
+    let again = api.send(Call::post("/connections").user("alice").json(body("b"))).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    let other = api.send(Call::post("/connections").user("alice").json(body("c"))).await;
+    assert_eq!(
+        api.send(Call::delete(format!("/connections/{}", again.json["id"].as_str().unwrap())).user("alice"))
+            .await
+            .status,
+        204
+    );
+    let other = format!("/connections/{}", other.json["id"].as_str().unwrap());
+    assert_eq!(api.send(Call::patch(&other).user("alice").json(json!({"name": "b"}))).await.status, 200);
 
     let granted = granted();
     let used: BTreeMap<&str, BTreeSet<String>> = [("add", &add), ("list", &list), ("edit", &edit), ("delete", &delete)]

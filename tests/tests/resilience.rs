@@ -111,7 +111,40 @@ async fn a_delete_racing_an_edit_never_resurrects_the_connection() {
     }
     assert_eq!(deleted, 10);
     assert!(items_with_prefix(&aws, "CONN#").await.is_empty());
-    assert!(items_with_prefix(&aws, "NAME#").await.is_empty(), "no orphaned name reservations");
+    // Whichever way each race went, no name stays blocked by a deleted connection.
+    for round in 0..10 {
+        for name in [format!("r{round}"), format!("renamed-{round}")] {
+            let reused = api.send(Call::post("/connections").user("alice").json(token_body(&fake, &name))).await;
+            assert_eq!(reused.status, 201, "{name}: {}", reused.text);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_adds_of_a_deleted_connections_name_make_exactly_one_connection() {
+    let _logs = blackbox::logs::guard();
+    let (api, aws, fake) = setup().await;
+    let created = api.send(Call::post("/connections").user("alice").json(token_body(&fake, "Work"))).await;
+    let item = format!("/connections/{}", created.json["id"].as_str().unwrap());
+    assert_eq!(api.send(Call::delete(&item).user("alice")).await.status, 204);
+    let calls = (0..RACERS).map(|_| Call::post("/connections").user("alice").json(token_body(&fake, "work"))).collect();
+    let replies = race(&api, calls).await;
+    let mut expected = vec![201];
+    expected.extend(std::iter::repeat_n(409, RACERS - 1));
+    assert_eq!(statuses(&replies), expected);
+    assert_eq!(items_with_prefix(&aws, "CONN#").await.len(), 1);
+    let winner = replies.iter().find(|r| r.status == 201).unwrap();
+    let reservation = aws
+        .dynamodb
+        .get_item()
+        .table_name(&aws.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("USER#alice".into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("NAME#work".into()))
+        .send()
+        .await
+        .unwrap();
+    let holder = reservation.item().and_then(|i| i.get("connection_id")).and_then(|v| v.as_s().ok()).cloned();
+    assert_eq!(holder.as_deref(), winner.json["id"].as_str(), "the reservation names the survivor");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

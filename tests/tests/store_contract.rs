@@ -158,6 +158,16 @@ async fn deletes_are_final_and_conditional(store: Store) {
     // An edit that read the connection before the delete must not bring it back.
     assert_eq!(store.update(&alice, &c, &bumped(&c), None).await, Err(StoreError::VersionMismatch));
     assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), None);
+    // A deleted connection's name is free for a create and for a rename.
+    let again = connection("work");
+    store.create(&alice, &again, &sealed(1), 100, None).await.unwrap();
+    let home = connection("home");
+    store.create(&alice, &home, &sealed(1), 100, None).await.unwrap();
+    store.delete(&alice, &id_of(&home), None).await.unwrap();
+    let mut renamed = bumped(&again);
+    renamed.name = "Home".into();
+    store.update(&alice, &again, &renamed, None).await.unwrap();
+    assert_eq!(store.create(&alice, &connection("home"), &sealed(1), 100, None).await, Err(StoreError::DuplicateName));
     store.create(&alice, &connection("work"), &sealed(1), 100, None).await.unwrap();
 }
 

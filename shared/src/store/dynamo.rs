@@ -6,14 +6,22 @@
 //! | connection          | `USER#<sub>` | `CONN#<id>`         |
 //! | name reservation    | `USER#<sub>` | `NAME#<folded name>`|
 //! | per-owner counter   | `USER#<sub>` | `OWNER`             |
+//!
+//! Delete is one call: it removes the connection and decrements the counter but
+//! leaves the name reservation behind, since its key is only known from the
+//! item. A reservation whose connection is gone is stale, and the next create or
+//! rename that wants the name takes it over in its own transaction, on the
+//! condition that the holder still does not exist.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 use super::{ConnectionStore, IdempotencyRecord, Page, StoreError};
 use crate::domain::{Connection, ConnectionId, Owner};
@@ -48,6 +56,9 @@ const PUBLIC_FIELDS: &[&str] = &[
 ];
 /// Another writer's transaction on the same items is retried, not reported.
 const CONFLICT_RETRIES: usize = 3;
+/// Rounds of taking over a stale name reservation: another writer may take it
+/// first, and then the name is rightly theirs.
+const TAKEOVER_ROUNDS: usize = 3;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -85,16 +96,40 @@ impl DynamoStore {
         Self::key(owner, "OWNER".to_owned())
     }
 
-    fn name_reservation(&self, owner: &Owner, folded: &str, id: &str) -> Result<TransactWriteItem, StoreError> {
+    /// Reserves `folded` for `id`: a new reservation, or the takeover of one
+    /// whose holder `stale` no longer exists (see `stale_holder_gone`).
+    fn name_reservation(
+        &self,
+        owner: &Owner,
+        folded: &str,
+        id: &str,
+        stale: Option<&str>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut item = Self::name_key(owner, folded);
         item.insert(CONNECTION_ID.into(), AttributeValue::S(id.to_owned()));
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let put = match stale {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(stale) => put
+                .condition_expression("#cid = :stale")
+                .expression_attribute_names("#cid", CONNECTION_ID)
+                .expression_attribute_values(":stale", AttributeValue::S(stale.to_owned())),
+        };
+        Ok(TransactWriteItem::builder().put(put.build().map_err(unavailable)?).build())
+    }
+
+    /// The condition under which a reservation held by `stale` may be taken over.
+    fn stale_holder_gone(&self, owner: &Owner, stale: &str) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::connection_key(owner, stale)))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(unavailable)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
     fn release_name(&self, owner: &Owner, folded: &str, id: &str) -> Result<TransactWriteItem, StoreError> {
@@ -168,15 +203,15 @@ impl DynamoStore {
             .map_err(unavailable)
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Vec<Option<String>>> {
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Vec<Cancellation>> {
         let mut attempt = 0;
         loop {
             let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             match result {
                 Ok(_) => return Ok(()),
                 Err(error) => {
-                    let reasons = cancellation_reasons(&error);
-                    let conflict = reasons.iter().any(|r| r.as_deref() == Some("TransactionConflict"));
+                    let reasons = cancellation_reasons(error.as_service_error());
+                    let conflict = reasons.iter().any(|r| r.code.as_deref() == Some("TransactionConflict"));
                     if conflict && attempt < CONFLICT_RETRIES {
                         attempt += 1;
                         tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
@@ -184,30 +219,112 @@ impl DynamoStore {
                     }
                     if reasons.is_empty() {
                         tracing::error!(error = %DisplayErrorContext(&error), "TransactWriteItems failed");
-                        return Err(vec![Some("Unavailable".into())]);
+                        return Err(vec![Cancellation { code: Some("Unavailable".into()), item: None }]);
                     }
                     return Err(reasons);
                 }
             }
         }
     }
+
+    /// Runs the transaction `build` makes for a reservation of a name, taking
+    /// over a stale reservation when the name's holder no longer exists.
+    /// `name_at` is the index of the reservation in the transaction.
+    async fn transact_reserving(
+        &self,
+        owner: &Owner,
+        id: &str,
+        name_at: usize,
+        build: impl Fn(Option<&str>) -> Result<Vec<TransactWriteItem>, StoreError>,
+    ) -> Result<(), Vec<Cancellation>> {
+        let mut stale: Option<String> = None;
+        for _ in 0..TAKEOVER_ROUNDS {
+            let mut items = build(stale.as_deref()).map_err(|e| vec![Cancellation::unavailable(e)])?;
+            if let Some(stale) = &stale {
+                items.push(self.stale_holder_gone(owner, stale).map_err(|e| vec![Cancellation::unavailable(e)])?);
+            }
+            let check_at = items.len() - 1;
+            let reasons = match self.transact(items).await {
+                Ok(()) => return Ok(()),
+                Err(reasons) => reasons,
+            };
+            if stale.is_some() && failed_condition(&reasons, check_at) {
+                // The holder exists: the name is taken.
+                return Err(mark_failed(reasons.len(), name_at));
+            }
+            if !failed_condition(&reasons, name_at) {
+                return Err(reasons);
+            }
+            let holder = reasons[name_at]
+                .item
+                .as_ref()
+                .and_then(|item| item.get(CONNECTION_ID))
+                .and_then(|v| v.as_s().ok())
+                .cloned();
+            match holder {
+                Some(holder) if holder == id => return Err(reasons),
+                holder => stale = holder,
+            }
+        }
+        Err(mark_failed(name_at + 1, name_at))
+    }
 }
 
-fn cancellation_reasons(error: &SdkError<TransactWriteItemsError>) -> Vec<Option<String>> {
-    match error.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-            cancelled.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect()
-        }
+/// Why one item of a cancelled transaction failed, with the item as it was
+/// when the request asked for it (`ReturnValuesOnConditionCheckFailure`).
+struct Cancellation {
+    code: Option<String>,
+    item: Option<Item>,
+}
+
+/// The code only: a returned connection item holds the sealed secret, which
+/// has no business in a log line.
+impl std::fmt::Debug for Cancellation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code.as_deref().unwrap_or("None"))
+    }
+}
+
+impl Cancellation {
+    fn unavailable(error: StoreError) -> Self {
+        Self { code: Some(format!("Unavailable: {error}")), item: None }
+    }
+}
+
+fn cancellation_reasons(error: Option<&TransactWriteItemsError>) -> Vec<Cancellation> {
+    match error {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+            .cancellation_reasons()
+            .iter()
+            .map(|r| Cancellation { code: r.code().map(str::to_owned), item: r.item().cloned() })
+            .collect(),
         _ => Vec::new(),
     }
+}
+
+/// Reasons in which only the item at `index` failed its condition.
+fn mark_failed(len: usize, index: usize) -> Vec<Cancellation> {
+    (0..len.max(index + 1))
+        .map(|i| Cancellation { code: (i == index).then(|| "ConditionalCheckFailed".to_owned()), item: None })
+        .collect()
 }
 
 fn now_seconds() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn failed_condition(reasons: &[Option<String>], index: usize) -> bool {
-    reasons.get(index).and_then(Option::as_deref) == Some("ConditionalCheckFailed")
+fn update_error(reasons: &[Cancellation]) -> StoreError {
+    if failed_condition(reasons, 0) || failed_condition(reasons, 1) {
+        StoreError::VersionMismatch
+    } else if failed_condition(reasons, 2) {
+        StoreError::DuplicateName
+    } else {
+        StoreError::Unavailable(format!("update cancelled: {reasons:?}"))
+    }
+}
+
+fn failed_condition(reasons: &[Cancellation], index: usize) -> bool {
+    reasons.get(index).and_then(|r| r.code.as_deref()) == Some("ConditionalCheckFailed")
 }
 
 fn unavailable<E: std::error::Error>(error: E) -> StoreError {
@@ -241,7 +358,8 @@ impl ConnectionStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let mut item = public_item(connection)?;
         item.extend(Self::connection_key(owner, &connection.id));
-        item.insert(NAME_FOLDED.into(), AttributeValue::S(connection.folded_name()));
+        let folded = connection.folded_name();
+        item.insert(NAME_FOLDED.into(), AttributeValue::S(folded.clone()));
         item.insert(SECRET.into(), AttributeValue::B(sealed.0.clone().into()));
         let put = Put::builder()
             .table_name(&self.table)
@@ -249,29 +367,36 @@ impl ConnectionStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(unavailable)?;
-        let mut items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            self.name_reservation(owner, &connection.folded_name(), &connection.id)?,
-            self.count_change(owner, 1, Some(max_per_owner))?,
-        ];
-        if let Some(record) = idempotency {
-            let mut item = Self::idempotency_key(owner, &record.key);
-            item.insert(FINGERPRINT.into(), AttributeValue::S(record.fingerprint.clone()));
-            item.insert(CONNECTION_ID.into(), AttributeValue::S(record.connection_id.clone()));
-            item.insert(EXPIRES_AT.into(), AttributeValue::N(record.expires_at.to_string()));
-            // An expired record that TTL has not removed yet may be replaced.
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR #e < :now")
-                .expression_attribute_names("#e", EXPIRES_AT)
-                .expression_attribute_values(":now", AttributeValue::N(now_seconds().to_string()))
-                .build()
-                .map_err(unavailable)?;
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
-        self.transact(items).await.map_err(|reasons| {
-            if failed_condition(&reasons, 3) {
+        let record = match idempotency {
+            Some(record) => {
+                let mut item = Self::idempotency_key(owner, &record.key);
+                item.insert(FINGERPRINT.into(), AttributeValue::S(record.fingerprint.clone()));
+                item.insert(CONNECTION_ID.into(), AttributeValue::S(record.connection_id.clone()));
+                item.insert(EXPIRES_AT.into(), AttributeValue::N(record.expires_at.to_string()));
+                // An expired record that TTL has not removed yet may be replaced.
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk) OR #e < :now")
+                    .expression_attribute_names("#e", EXPIRES_AT)
+                    .expression_attribute_values(":now", AttributeValue::N(now_seconds().to_string()))
+                    .build()
+                    .map_err(unavailable)?;
+                Some(TransactWriteItem::builder().put(put).build())
+            }
+            None => None,
+        };
+        let build = |stale: Option<&str>| {
+            let mut items = vec![
+                TransactWriteItem::builder().put(put.clone()).build(),
+                self.name_reservation(owner, &folded, &connection.id, stale)?,
+                self.count_change(owner, 1, Some(max_per_owner))?,
+            ];
+            items.extend(record.clone());
+            Ok(items)
+        };
+        self.transact_reserving(owner, &connection.id, 1, build).await.map_err(|reasons| {
+            if idempotency.is_some() && failed_condition(&reasons, 3) {
                 StoreError::IdempotencyKeyTaken
             } else if failed_condition(&reasons, 1) {
                 StoreError::DuplicateName
@@ -376,68 +501,44 @@ impl ConnectionStore for DynamoStore {
         sealed: Option<&Sealed>,
     ) -> Result<(), StoreError> {
         let update = self.conditional_update(owner, next, previous.version, sealed)?;
-        let renamed = previous.folded_name() != next.folded_name();
-        let mut items = vec![TransactWriteItem::builder().update(update).build()];
-        if renamed {
-            items.push(self.release_name(owner, &previous.folded_name(), &previous.id)?);
-            items.push(self.name_reservation(owner, &next.folded_name(), &next.id)?);
+        let update = TransactWriteItem::builder().update(update).build();
+        if previous.folded_name() == next.folded_name() {
+            return self.transact(vec![update]).await.map_err(|reasons| update_error(&reasons));
         }
-        self.transact(items).await.map_err(|reasons| {
-            if failed_condition(&reasons, 0) || failed_condition(&reasons, 1) {
-                StoreError::VersionMismatch
-            } else if failed_condition(&reasons, 2) {
-                StoreError::DuplicateName
-            } else {
-                StoreError::Unavailable(format!("update cancelled: {reasons:?}"))
-            }
-        })
+        let build = |stale: Option<&str>| {
+            Ok(vec![
+                update.clone(),
+                self.release_name(owner, &previous.folded_name(), &previous.id)?,
+                self.name_reservation(owner, &next.folded_name(), &next.id, stale)?,
+            ])
+        };
+        self.transact_reserving(owner, &next.id, 2, build).await.map_err(|reasons| update_error(&reasons))
     }
 
     async fn delete(&self, owner: &Owner, id: &ConnectionId, expected_version: Option<u64>) -> Result<(), StoreError> {
-        let id = id.to_string();
-        for _ in 0..=CONFLICT_RETRIES {
-            // The name reservation's key is only known from the item itself.
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::connection_key(owner, &id)))
-                .projection_expression("#n, #v")
-                .expression_attribute_names("#n", NAME_FOLDED)
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::connection_key(owner, &id.to_string())))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let delete = match expected_version {
+            None => delete.condition_expression("attribute_exists(pk)"),
+            Some(expected) => delete
+                .condition_expression("attribute_exists(pk) AND #v = :v")
                 .expression_attribute_names("#v", "version")
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            let Some(item) = output.item else { return Err(StoreError::NotFound) };
-            let folded = item.get(NAME_FOLDED).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            let stored: u64 =
-                item.get("version").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or_default();
-            if expected_version.is_some_and(|expected| expected != stored) {
-                return Err(StoreError::VersionMismatch);
-            }
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::connection_key(owner, &id)))
-                .condition_expression("#v = :v")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":v", AttributeValue::N(stored.to_string()))
-                .build()
-                .map_err(unavailable)?;
-            let items = vec![
-                TransactWriteItem::builder().delete(delete).build(),
-                self.release_name(owner, &folded, &id)?,
-                self.count_change(owner, -1, None)?,
-            ];
-            match self.transact(items).await {
-                Ok(()) => return Ok(()),
-                // Changed between our read and our delete: with a version pinned that is a
-                // mismatch; without one, read again and delete what is there now.
-                Err(reasons) if failed_condition(&reasons, 0) && expected_version.is_none() => continue,
-                Err(reasons) if failed_condition(&reasons, 0) => return Err(StoreError::VersionMismatch),
-                Err(reasons) => return Err(StoreError::Unavailable(format!("delete cancelled: {reasons:?}"))),
-            }
+                .expression_attribute_values(":v", AttributeValue::N(expected.to_string())),
+        };
+        let items = vec![
+            TransactWriteItem::builder().delete(delete.build().map_err(unavailable)?).build(),
+            self.count_change(owner, -1, None)?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(()),
+            // The item as it was tells a stale version from an absent connection.
+            Err(reasons) if failed_condition(&reasons, 0) => match reasons[0].item {
+                Some(_) => Err(StoreError::VersionMismatch),
+                None => Err(StoreError::NotFound),
+            },
+            Err(reasons) => Err(StoreError::Unavailable(format!("delete cancelled: {reasons:?}"))),
         }
-        Err(StoreError::VersionMismatch)
     }
 }
