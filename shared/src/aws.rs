@@ -5,17 +5,41 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
 use aws_smithy_http_client::tls;
 
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_ATTEMPTS: u32 = 3;
 
-/// Region, credentials and endpoint come from the standard chain
-/// (`AWS_REGION`, `AWS_ENDPOINT_URL*`, the Lambda role).
+/// Region, credentials and endpoint as the standard chain finds them
+/// (`AWS_REGION`, `AWS_ENDPOINT_URL*`, the Lambda role's keys, a profile).
 pub async fn sdk_config() -> SdkConfig {
-    loader().load().await
+    let loader = loader();
+    match environment_identity(|name| std::env::var(name).ok()) {
+        Some((region, credentials)) => loader.region(region).credentials_provider(credentials),
+        None => loader,
+    }
+    .load()
+    .await
+}
+
+/// The region and the role's keys when the environment carries them, as
+/// Lambda's always does. The default chains would find the same values, but
+/// only after building an STS client, an instance-metadata client and profile
+/// providers at start (1.5 M of list's 3.7 M start-up instructions).
+pub fn environment_identity(lookup: impl Fn(&str) -> Option<String>) -> Option<(Region, Credentials)> {
+    let var = |name: &str| lookup(name).filter(|value| !value.is_empty());
+    let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"))?;
+    let credentials = Credentials::new(
+        var("AWS_ACCESS_KEY_ID")?,
+        var("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN"),
+        None,
+        "Environment",
+    );
+    Some((Region::new(region), credentials))
 }
 
 /// The loader with the service's retry and timeout settings, for callers that
@@ -37,4 +61,43 @@ pub fn loader() -> ConfigLoader {
                 .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::config::ProvideCredentials;
+
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[tokio::test]
+    async fn lambda_environment_supplies_region_and_session_credentials() {
+        let env = lookup(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
+            ("AWS_SESSION_TOKEN", "session"),
+        ]);
+        let (region, credentials) = environment_identity(env).unwrap();
+        assert_eq!(region.as_ref(), "eu-west-1");
+        let resolved = credentials.provide_credentials().await.unwrap();
+        assert_eq!(resolved.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(resolved.session_token(), Some("session"));
+        assert!(!format!("{resolved:?}").contains("wJalrXUtnFEMI"), "the secret key stays out of Debug");
+    }
+
+    #[test]
+    fn without_region_or_keys_the_default_chain_decides() {
+        assert!(environment_identity(lookup(&[("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "S")])).is_none());
+        assert!(environment_identity(lookup(&[("AWS_REGION", "eu-west-1"), ("AWS_PROFILE", "dev")])).is_none());
+        let only_default =
+            lookup(&[("AWS_DEFAULT_REGION", "us-east-2"), ("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "S")]);
+        assert_eq!(environment_identity(only_default).unwrap().0.as_ref(), "us-east-2");
+    }
 }

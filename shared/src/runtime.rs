@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
-use tracing_subscriber::EnvFilter;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Backend, Config};
-use crate::seal::{KmsSealer, LocalSealer, Sealer};
-use crate::store::{ConnectionStore, DynamoStore, EmbeddedStore};
+use crate::seal::{KmsSealer, Sealer};
+use crate::store::{ConnectionStore, DynamoStore};
 
 /// Targets that log raw events or request bodies (passwords, tokens) at TRACE
 /// or DEBUG. They are held at INFO whatever `RUST_LOG` asks for.
@@ -25,8 +28,10 @@ const HELD_AT_INFO: &[&str] = &[
     "rustls",
 ];
 
-/// The log filter for a `RUST_LOG`-style request, with the leaky targets capped.
-pub fn log_filter(requested: &str) -> EnvFilter {
+/// The log filter for a `RUST_LOG`-style request (`level` and `target=level`
+/// directives), with the leaky targets capped. A target filter rather than
+/// `EnvFilter`: no regular-expression engine in the binary or at start.
+pub fn log_filter(requested: &str) -> Targets {
     let mut directives: Vec<String> = requested
         .split(',')
         .map(str::trim)
@@ -37,7 +42,8 @@ pub fn log_filter(requested: &str) -> EnvFilter {
         directives.push("info".into());
     }
     directives.extend(HELD_AT_INFO.iter().map(|t| format!("{t}=info")));
-    EnvFilter::try_new(directives.join(",")).unwrap_or_else(|_| EnvFilter::new("info"))
+    let capped = || Targets::new().with_default(LevelFilter::INFO);
+    directives.join(",").parse().unwrap_or_else(|_| capped())
 }
 
 /// JSON lines on stdout, which Lambda ships to CloudWatch.
@@ -45,10 +51,12 @@ pub fn init_logging() {
     let requested = std::env::var("RUST_LOG").or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL")).unwrap_or_default();
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(log_filter(&requested.to_ascii_lowercase()))
+        .with_max_level(LevelFilter::TRACE)
         .with_current_span(false)
         .with_target(false)
         .without_time()
+        .finish()
+        .with(log_filter(&requested.to_ascii_lowercase()))
         .init();
 }
 
@@ -59,7 +67,7 @@ pub async fn store(config: &Config) -> Result<Arc<dyn ConnectionStore>, String> 
             let sdk = crate::aws::sdk_config().await;
             Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone()))
         }
-        Backend::Embedded { dir } => Arc::new(EmbeddedStore::open(&dir.join("connections.sqlite3"))?),
+        Backend::Embedded { dir } => embedded::store(dir)?,
     })
 }
 
@@ -73,12 +81,47 @@ pub async fn store_and_sealer(config: &Config) -> Result<(Arc<dyn ConnectionStor
             let sealer = Arc::new(KmsSealer::new(aws_sdk_kms::Client::new(&sdk), key_id));
             (store, sealer)
         }
-        Backend::Embedded { dir } => {
-            let store = Arc::new(EmbeddedStore::open(&dir.join("connections.sqlite3"))?);
-            let sealer = Arc::new(LocalSealer::open_or_create(&dir.join("secret.key"))?);
-            (store, sealer)
-        }
+        Backend::Embedded { dir } => (embedded::store(dir)?, embedded::sealer(dir)?),
     })
+}
+
+#[cfg(feature = "embedded")]
+mod embedded {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use crate::seal::{LocalSealer, Sealer};
+    use crate::store::{ConnectionStore, EmbeddedStore};
+
+    pub fn store(dir: &Path) -> Result<Arc<dyn ConnectionStore>, String> {
+        Ok(Arc::new(EmbeddedStore::open(&dir.join("connections.sqlite3"))?))
+    }
+
+    pub fn sealer(dir: &Path) -> Result<Arc<dyn Sealer>, String> {
+        Ok(Arc::new(LocalSealer::open_or_create(&dir.join("secret.key"))?))
+    }
+}
+
+/// Builds for Lambda leave the embedded backend out (see the `embedded` feature).
+#[cfg(not(feature = "embedded"))]
+mod embedded {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use crate::seal::Sealer;
+    use crate::store::ConnectionStore;
+
+    const ABSENT: &str = "this build has no embedded backend: set CONNECTIONS_BACKEND=aws with CONNECTIONS_TABLE and \
+                          CONNECTIONS_KEY_ID, or run locally with scripts/run (which builds with --features \
+                          connections/embedded)";
+
+    pub fn store(_: &Path) -> Result<Arc<dyn ConnectionStore>, String> {
+        Err(ABSENT.into())
+    }
+
+    pub fn sealer(_: &Path) -> Result<Arc<dyn Sealer>, String> {
+        Err(ABSENT.into())
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use aws_smithy_http_client::tls::TrustStore;
-use base64::Engine;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -29,35 +28,15 @@ pub fn bitbucket_client_config(extra_roots_pem: &[Vec<u8>]) -> Result<rustls::Cl
         .with_no_client_auth())
 }
 
-/// For AWS endpoints (DynamoDB, KMS): Amazon Trust Services' roots, which every
-/// AWS service certificate chains to.
+/// Amazon Trust Services' roots (Amazon Root CA 1-4, Starfield Services Root
+/// G2), which every AWS service certificate chains to. Kept as five PEM blocks
+/// so that start-up parses five certificates, not Mozilla's whole set; a test
+/// checks them against webpki-root-certs.
+const AMAZON_ROOTS_PEM: &[u8] = include_bytes!("amazon-roots.pem");
+
+/// For AWS endpoints (DynamoDB, KMS).
 pub fn aws_trust_store() -> TrustStore {
-    amazon_roots()
-        .iter()
-        .fold(TrustStore::empty().with_native_roots(false), |store, der| store.with_pem_certificate(to_pem(der)))
-}
-
-fn amazon_roots() -> Vec<&'static CertificateDer<'static>> {
-    // A SIMD substring search: this runs on every cold start.
-    let subjects = [
-        memchr::memmem::Finder::new(b"Amazon Root CA"),
-        memchr::memmem::Finder::new(b"Starfield Services Root Certificate Authority"),
-    ];
-    webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .filter(|der| subjects.iter().any(|subject| subject.find(der).is_some()))
-        .collect()
-}
-
-fn to_pem(der: &[u8]) -> Vec<u8> {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem.into_bytes()
+    TrustStore::empty().with_native_roots(false).with_pem_certificate(AMAZON_ROOTS_PEM)
 }
 
 #[cfg(test)]
@@ -65,14 +44,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn amazon_roots_are_all_there() {
-        // Amazon Root CA 1-4 and Starfield Services Root G2.
-        assert_eq!(amazon_roots().len(), 5);
-        for der in amazon_roots() {
-            let pem = to_pem(der);
-            let parsed = CertificateDer::from_pem_slice(&pem).unwrap();
-            assert_eq!(parsed.as_ref(), der.as_ref());
-        }
+    fn the_amazon_roots_are_mozillas_amazon_roots() {
+        let mut ours: Vec<CertificateDer> =
+            CertificateDer::pem_slice_iter(AMAZON_ROOTS_PEM).map(Result::unwrap).collect();
+        let subjects = ["Amazon Root CA", "Starfield Services Root Certificate Authority"];
+        let mut mozilla: Vec<CertificateDer> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .filter(|der| subjects.iter().any(|s| der.windows(s.len()).any(|w| w == s.as_bytes())))
+            .cloned()
+            .collect();
+        ours.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        mozilla.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        assert_eq!(ours.len(), 5);
+        assert!(ours == mozilla, "amazon-roots.pem differs from webpki-root-certs' Amazon roots");
     }
 
     #[test]

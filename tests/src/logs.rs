@@ -18,6 +18,9 @@ impl Write for Buffer {
     }
 }
 
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
 static CAPTURE: OnceLock<Buffer> = OnceLock::new();
 
 /// Installs the capture once per test binary; later calls are no-ops.
@@ -27,8 +30,10 @@ pub fn capture() {
         let writer = buffer.clone();
         tracing_subscriber::fmt()
             .json()
-            .with_env_filter(connections::runtime::log_filter("trace"))
+            .with_max_level(tracing::level_filters::LevelFilter::TRACE)
             .with_writer(move || writer.clone())
+            .finish()
+            .with(connections::runtime::log_filter("trace"))
             .init();
         buffer
     });

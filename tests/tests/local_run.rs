@@ -29,13 +29,15 @@ fn repository_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `cargo lambda watch` builds each function with `cargo run --bin <fn>`, whose
-/// feature set differs from the test build's (the fakes need hyper's server side).
-/// Building the four binaries up front keeps that compile out of request timeouts.
+/// `cargo lambda watch` builds each function with `cargo run --bin <fn>` and the
+/// features in the workspace's `lambda.watch` metadata (the embedded backend), a
+/// feature set that differs from the test build's. Building the four binaries the
+/// same way up front keeps that compile out of request timeouts.
 fn build_functions() {
     let status = Command::new("cargo")
         .current_dir(repository_root())
-        .args(["build", "--bin", "add", "--bin", "list", "--bin", "edit", "--bin", "delete"])
+        .args(["build", "--features", "connections/embedded"])
+        .args(["--bin", "add", "--bin", "list", "--bin", "edit", "--bin", "delete"])
         .status()
         .expect("cargo");
     assert!(status.success(), "the four functions must build");

@@ -1,9 +1,11 @@
 //! Sealing secrets: the port and its adapters (KMS deployed, AES-GCM locally).
 
 mod kms;
+#[cfg(feature = "embedded")]
 mod local;
 
 pub use kms::KmsSealer;
+#[cfg(feature = "embedded")]
 pub use local::LocalSealer;
 
 use async_trait::async_trait;

@@ -1,9 +1,11 @@
 //! The connection store port and its adapters.
 
 mod dynamo;
+#[cfg(feature = "embedded")]
 mod embedded;
 
 pub use dynamo::{DynamoStore, PARTITION_KEY, SORT_KEY};
+#[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 
 use async_trait::async_trait;
