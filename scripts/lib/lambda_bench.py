@@ -15,8 +15,10 @@ import http.server
 import json
 import os
 import queue
+import shutil
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -232,6 +234,30 @@ def start(bin_dir, name, env, runtime):
     return process, runtime.first_next_at - started
 
 
+def init_instructions(bin_dir, name, env, runtime):
+    """Instructions from exec to the first /next under callgrind: unlike time,
+    the same for the same binary whatever else the machine is doing."""
+    runtime.reset()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        process = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", os.path.join(bin_dir, name)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not runtime.first_next.wait(timeout=120):
+            process.kill()
+            raise RuntimeError(f"{name} never asked for an event under callgrind")
+        # callgrind writes its counts when the process ends; the blocked /next
+        # keeps the count at the moment the function asked for work.
+        process.terminate()
+        process.wait()
+        runtime.events.put(None)
+        with open(out) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    raise RuntimeError(f"no callgrind totals for {name}")
+
+
 def stop(process, runtime):
     """Ends the function; returns its peak resident memory in MB."""
     process.kill()
@@ -290,6 +316,14 @@ def main():
     floor = inits["hello"]
     for name in ["hello"] + FUNCTIONS:
         print(f"   {name:<7} {inits[name]:7.2f} ms   {inits[name] / floor:5.2f}x floor")
+    if shutil.which("valgrind"):
+        print("   instructions to the first /next (callgrind; repeatable, unlike time on a shared machine):")
+        counts = {name: init_instructions(args.bin_dir, name, function_env(runtime, proxy, table, key, name), runtime)
+                  for name in ["hello"] + FUNCTIONS}
+        for name in ["hello"] + FUNCTIONS:
+            print(f"   {name:<7} {counts[name] / 1e6:7.2f} M    {counts[name] / counts['hello']:5.2f}x floor")
+    else:
+        print("   (valgrind not found: instruction counts skipped)")
     proxy.take()
 
     print(f"\n== Warm requests, median of {args.requests}, backends on loopback (moto behind a counting proxy; Bitbucket answers after {VERIFY_DELAY * 1000:.0f} ms)")
