@@ -259,12 +259,12 @@ def init_instructions(bin_dir, name, env, runtime):
 
 
 def stop(process, runtime):
-    """Ends the function; returns its peak resident memory in MB."""
+    """Ends the function; returns its resource usage (peak RSS, page faults)."""
     process.kill()
     _, _, usage = os.wait4(process.pid, 0)
     process.returncode = -9
     runtime.events.put(None)
-    return usage.ru_maxrss / 1024
+    return usage
 
 
 def load_event(function, file):
@@ -305,17 +305,18 @@ def main():
     table, key = prepare_backends(args.moto)
 
     print(f"\n== Cold start: spawn -> first /next, median of {args.runs} runs (floor: hello, the smallest lambda_http function)")
-    inits = {}
+    inits, faults = {}, {}
     for name in ["hello"] + FUNCTIONS:
-        samples = []
+        samples, minor = [], []
         for _ in range(args.runs):
             process, took = start(args.bin_dir, name, function_env(runtime, proxy, table, key, name), runtime)
             samples.append(took)
-            stop(process, runtime)
+            minor.append(stop(process, runtime).ru_minflt)
         inits[name] = median_ms(samples)
+        faults[name] = statistics.median(minor)
     floor = inits["hello"]
     for name in ["hello"] + FUNCTIONS:
-        print(f"   {name:<7} {inits[name]:7.2f} ms   {inits[name] / floor:5.2f}x floor")
+        print(f"   {name:<7} {inits[name]:7.2f} ms   {inits[name] / floor:5.2f}x floor   {faults[name]:5.0f} page faults")
     if shutil.which("valgrind"):
         print("   instructions to the first /next (callgrind; repeatable, unlike time on a shared machine):")
         counts = {name: init_instructions(args.bin_dir, name, function_env(runtime, proxy, table, key, name), runtime)
@@ -340,7 +341,7 @@ def main():
             answers.append(answer)
             times.append(took)
         counts, durations = proxy.take()
-        peaks[name] = max(peaks.get(name, 0), stop(process, runtime))
+        peaks[name] = max(peaks.get(name, 0), stop(process, runtime).ru_maxrss / 1024)
         return answers, times, counts, durations
 
     n = args.requests
