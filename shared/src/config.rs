@@ -9,6 +9,9 @@ use crate::verify::net::NetPolicy;
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+/// Per owner: with a 10 s verification deadline, one owner holds at most a few
+/// invocations at once.
+pub const DEFAULT_VERIFICATIONS_PER_MINUTE: u32 = 20;
 
 /// Where connections and secrets live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct Settings {
     pub identity: Identity,
     pub max_connections_per_owner: usize,
     pub max_body_bytes: usize,
+    /// Checks against Bitbucket (add, edit, re-verify) per owner per minute.
+    pub verifications_per_minute: u32,
     pub bitbucket: ClientSettings,
 }
 
@@ -35,6 +40,7 @@ impl Default for Settings {
             identity: Identity::Authorizer,
             max_connections_per_owner: DEFAULT_MAX_CONNECTIONS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            verifications_per_minute: DEFAULT_VERIFICATIONS_PER_MINUTE,
             bitbucket: ClientSettings::default(),
         }
     }
@@ -53,8 +59,7 @@ impl Config {
 
     /// `lookup` answers one variable; tests pass a map instead of touching the process env.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        // Lambda sets AWS_EXECUTION_ENV; cargo lambda's emulator does not.
-        let in_lambda = lookup("AWS_EXECUTION_ENV").is_some_and(|v| v.starts_with("AWS_Lambda_"));
+        let in_lambda = in_lambda(&lookup);
         let backend = match lookup("CONNECTIONS_BACKEND").as_deref() {
             Some("aws") => Backend::Aws {
                 table: lookup("CONNECTIONS_TABLE").ok_or("CONNECTIONS_TABLE must name the DynamoDB table")?,
@@ -80,9 +85,12 @@ impl Config {
         };
         let mut bitbucket = ClientSettings {
             policy: NetPolicy::parse(&lookup("BITBUCKET_ALLOWED_PRIVATE").unwrap_or_default())
-                .map_err(|e| format!("BITBUCKET_ALLOWED_PRIVATE: {e}"))?,
+                .map_err(|e| format!("BITBUCKET_ALLOWED_PRIVATE: {e}"))?
+                .with_plain_http(&lookup("BITBUCKET_ALLOWED_HTTP").unwrap_or_default())
+                .map_err(|e| format!("BITBUCKET_ALLOWED_HTTP: {e}"))?,
             connect_timeout: Duration::from_millis(number("BITBUCKET_CONNECT_TIMEOUT_MS", 3_000)?),
             request_timeout: Duration::from_millis(number("BITBUCKET_TIMEOUT_MS", 8_000)?),
+            deadline: Duration::from_millis(number("BITBUCKET_DEADLINE_MS", 10_000)?),
             extra_roots_pem: Vec::new(),
             static_hosts: Vec::new(),
         };
@@ -98,10 +106,25 @@ impl Config {
             )?)
             .map_err(|e| e.to_string())?,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            verifications_per_minute: u32::try_from(number(
+                "VERIFICATIONS_PER_MINUTE",
+                u64::from(DEFAULT_VERIFICATIONS_PER_MINUTE),
+            )?)
+            .map_err(|e| e.to_string())?,
             bitbucket,
         };
         Ok(Self { backend, settings })
     }
+}
+
+/// Whether this process runs inside real AWS Lambda. OS-only runtimes
+/// (`provided.al2023`) do not set `AWS_EXECUTION_ENV`, but every runtime sets
+/// `LAMBDA_TASK_ROOT` and `AWS_LAMBDA_INITIALIZATION_TYPE`; `cargo lambda watch`
+/// sets neither.
+fn in_lambda(lookup: &impl Fn(&str) -> Option<String>) -> bool {
+    lookup("LAMBDA_TASK_ROOT").is_some()
+        || lookup("AWS_LAMBDA_INITIALIZATION_TYPE").is_some()
+        || lookup("AWS_EXECUTION_ENV").is_some_and(|v| v.starts_with("AWS_Lambda_"))
 }
 
 #[cfg(test)]
@@ -130,6 +153,15 @@ mod tests {
         let aws = [lambda, ("CONNECTIONS_BACKEND", "aws"), ("CONNECTIONS_TABLE", "t")];
         assert!(config(&aws).is_ok());
         assert!(config(&[aws[0], aws[1], aws[2], ("CONNECTIONS_LOCAL_MODE", "1")]).is_err());
+    }
+
+    #[test]
+    fn os_only_runtimes_are_recognised_as_lambda() {
+        for marker in [("LAMBDA_TASK_ROOT", "/var/task"), ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")] {
+            assert!(config(&[marker]).unwrap_err().contains("ephemeral"), "{marker:?}");
+            let aws = [marker, ("CONNECTIONS_BACKEND", "aws"), ("CONNECTIONS_TABLE", "t")];
+            assert!(config(&[aws[0], aws[1], aws[2], ("CONNECTIONS_LOCAL_MODE", "1")]).is_err(), "{marker:?}");
+        }
     }
 
     #[test]

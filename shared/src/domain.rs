@@ -5,7 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
+
+pub use crate::credential::{Capabilities, Capability, CredentialType};
 
 pub const NAME_MAX_CHARS: usize = 100;
 pub const USERNAME_MAX_CHARS: usize = 255;
@@ -69,20 +72,27 @@ impl ConnectionName {
         if trimmed.chars().count() > NAME_MAX_CHARS {
             return Err("must be at most 100 characters");
         }
-        if trimmed.chars().any(char::is_control) {
-            return Err("must not contain control characters");
+        if trimmed.chars().any(|c| c.is_control() || is_invisible_format(c)) {
+            return Err("must not contain control characters or invisible formatting characters");
         }
-        Ok(Self(trimmed.to_owned()))
+        Ok(Self(trimmed.nfc().collect()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The key uniqueness is enforced on: "Work" and "work" are the same name.
+    /// The key uniqueness is enforced on.
     pub fn folded(&self) -> String {
-        self.0.to_lowercase()
+        fold_name(&self.0)
     }
+}
+
+/// Names that differ only in case or in how their characters are composed are
+/// one name: "Straße", "STRASSE" and "strasse" (Unicode full case folding, NFC).
+pub fn fold_name(name: &str) -> String {
+    let composed: String = name.nfc().collect();
+    caseless::default_case_fold_str(&composed).nfc().collect()
 }
 
 /// The login that goes with the secret: a Bitbucket username, an Atlassian
@@ -103,8 +113,8 @@ impl Username {
             // Basic auth splits on the first colon; no Bitbucket login contains one.
             return Err("must not contain ':'");
         }
-        if trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err("must not contain spaces or control characters");
+        if trimmed.chars().any(|c| c.is_control() || c.is_whitespace() || is_invisible_format(c)) {
+            return Err("must not contain spaces, control or invisible formatting characters");
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -125,62 +135,116 @@ pub enum Provider {
     BitbucketDataCenter,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CredentialType {
-    AppPassword,
-    ApiToken,
-    HttpAccessToken,
-}
-
-impl CredentialType {
-    pub const ALL: [&'static str; 3] = ["app_password", "api_token", "http_access_token"];
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "app_password" => Some(Self::AppPassword),
-            "api_token" => Some(Self::ApiToken),
-            "http_access_token" => Some(Self::HttpAccessToken),
-            _ => None,
-        }
-    }
-
-    /// Atlassian API tokens authenticate with the account email, app passwords
-    /// with the Bitbucket username: the username's shape tells them apart.
-    pub fn infer_for_cloud(username: &Username) -> Self {
-        if username.is_email() { Self::ApiToken } else { Self::AppPassword }
-    }
-}
-
+/// `expiring` and `expired` are never stored: they follow from `expires_at` and
+/// the clock, so a list shows them the moment they become true.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Verified,
     Invalid,
+    Expiring,
+    Expired,
 }
 
+/// How long before `expires_at` a verified connection shows as `expiring`.
+pub const EXPIRY_WARNING: time::Duration = time::Duration::days(14);
+
+/// The longest a single field copied from a Bitbucket answer may be.
+const ACCOUNT_FIELD_MAX_CHARS: usize = 200;
+
 /// The Bitbucket account the credentials belong to, as Bitbucket reported it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Built only through [`Account::new`], so it always carries an identifier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Cloud's `{uuid}`, or a Data Center user's numeric id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Cloud's Atlassian account id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
 }
 
 impl Account {
-    /// Two accounts are the same when their strongest shared identifier matches.
+    /// `None` unless Bitbucket named the account by a real identifier. Every
+    /// field is cleaned: Bitbucket's answer is untrusted input.
+    pub fn new(
+        uuid: Option<&str>,
+        account_id: Option<&str>,
+        display_name: Option<&str>,
+        username: Option<&str>,
+    ) -> Option<Self> {
+        let uuid = uuid.and_then(clean_text);
+        let account_id = account_id.and_then(clean_text);
+        if uuid.is_none() && account_id.is_none() {
+            return None;
+        }
+        Some(Self {
+            uuid,
+            account_id,
+            display_name: display_name.and_then(clean_text),
+            username: username.and_then(clean_text),
+        })
+    }
+
+    /// Same account only when a real identifier matches: an account we know
+    /// nothing about never equals another.
     pub fn same_as(&self, other: &Account) -> bool {
-        match (&self.uuid, &other.uuid) {
-            (Some(a), Some(b)) => a == b,
-            _ => match (&self.username, &other.username) {
-                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-                _ => true,
-            },
+        match (&self.uuid, &other.uuid, &self.account_id, &other.account_id) {
+            (Some(a), Some(b), _, _) => a == b,
+            (_, _, Some(a), Some(b)) => a == b,
+            _ => false,
         }
     }
+
+    /// How the account is named to the user.
+    pub fn label(&self) -> String {
+        self.username
+            .clone()
+            .or_else(|| self.display_name.clone())
+            .or_else(|| self.uuid.clone())
+            .or_else(|| self.account_id.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Text copied from a Bitbucket answer, made safe to store and show: control
+/// and invisible formatting characters dropped, whitespace trimmed, length capped.
+pub fn clean_text(text: &str) -> Option<String> {
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
+        .take(ACCOUNT_FIELD_MAX_CHARS)
+        .collect();
+    let trimmed = cleaned.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+/// Unicode format characters (category Cf) that render as nothing or reorder
+/// text: bidi overrides, zero-width characters, the BOM, soft hyphens.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// Something the connection works without, and what would change that.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub code: String,
+    pub detail: String,
 }
 
 /// A stored connection without its secret. This is also the API resource.
@@ -190,10 +254,25 @@ pub struct Connection {
     pub name: String,
     pub provider: Provider,
     pub url: String,
-    pub username: String,
+    /// Absent for credentials that have no login (access tokens).
+    #[serde(default)]
+    pub username: Option<String>,
     pub credential_type: CredentialType,
-    pub account: Account,
+    /// What an access token is bound to (`workspace/repo`, `workspace/PROJECT`,
+    /// `workspace`; on Data Center `PROJECT` or `PROJECT/repo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `null` when the credentials may not read their own account.
+    #[serde(default)]
+    pub account: Option<Account>,
     pub scopes: Vec<String>,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+    /// The user git over HTTPS authenticates as; absent when git takes a Bearer header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_username: Option<String>,
     pub status: Status,
     /// The problem code of the last failed verification, while `status` is `invalid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +280,10 @@ pub struct Connection {
     /// What to do about it, in the user's words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_detail: Option<String>,
+    /// When the token stops working, as the user told us: no Bitbucket API reads it back.
+    /// Stored as text, so DynamoDB's TTL (which reads numbers only) never deletes the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub verified_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -210,37 +293,85 @@ pub struct Connection {
     pub version: u64,
 }
 
+/// What a new connection is made of, besides Bitbucket's verdict.
+pub struct NewConnection<'a> {
+    pub id: &'a ConnectionId,
+    pub name: &'a str,
+    pub url: &'a str,
+    pub username: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
 impl Connection {
     /// A connection Bitbucket has just accepted: version 1, created, updated and verified `at`.
-    pub fn verified(
-        id: &ConnectionId,
-        name: &str,
-        url: &str,
-        username: &str,
-        verification: crate::verify::Verification,
-        at: OffsetDateTime,
-    ) -> Self {
-        Self {
-            id: id.to_string(),
-            name: name.to_owned(),
+    pub fn verified(new: NewConnection<'_>, verification: crate::verify::Verification, at: OffsetDateTime) -> Self {
+        let mut connection = Self {
+            id: new.id.to_string(),
+            name: new.name.to_owned(),
             provider: verification.provider,
-            url: url.to_owned(),
-            username: username.to_owned(),
+            url: new.url.to_owned(),
+            username: new.username.map(str::to_owned),
             credential_type: verification.credential_type,
-            account: verification.account,
-            scopes: verification.scopes,
+            resource: new.resource.map(str::to_owned),
+            account: None,
+            scopes: Vec::new(),
+            capabilities: Capabilities::default(),
+            warnings: Vec::new(),
+            git_username: None,
             status: Status::Verified,
             status_reason: None,
             status_detail: None,
+            expires_at: new.expires_at,
             verified_at: at,
             created_at: at,
             updated_at: at,
             version: 1,
+        };
+        connection.record_success(verification, at);
+        connection
+    }
+
+    /// Takes in what a successful verification found.
+    pub fn record_success(&mut self, verified: crate::verify::Verification, at: OffsetDateTime) {
+        self.provider = verified.provider;
+        self.credential_type = verified.credential_type;
+        self.account = verified.account;
+        self.scopes = verified.scopes;
+        self.capabilities = verified.capabilities;
+        self.warnings = verified.warnings;
+        self.git_username = verified.git_username;
+        self.status = Status::Verified;
+        self.status_reason = None;
+        self.status_detail = None;
+        self.verified_at = at;
+    }
+
+    /// Records a definite verdict against the stored credentials.
+    pub fn record_failure(&mut self, code: &str, detail: String, at: OffsetDateTime) {
+        self.status = Status::Invalid;
+        self.status_reason = Some(code.to_owned());
+        self.status_detail = Some(detail);
+        self.verified_at = at;
+    }
+
+    /// The status as of `now`: a verified connection whose token runs out soon is
+    /// `expiring`, and one past its expiry `expired`.
+    pub fn with_status_at(mut self, now: OffsetDateTime) -> Self {
+        if self.status == Status::Verified
+            && let Some(expires) = self.expires_at
+        {
+            if expires <= now {
+                self.status = Status::Expired;
+            } else if expires - now <= EXPIRY_WARNING {
+                self.status = Status::Expiring;
+            }
         }
+        self
     }
 
     pub fn folded_name(&self) -> String {
-        self.name.to_lowercase()
+        fold_name(&self.name)
     }
 
     /// The strong validator used for `ETag` / `If-Match`.
@@ -287,18 +418,47 @@ mod tests {
     }
 
     #[test]
-    fn credential_type_is_inferred_from_username_shape() {
-        let email = Username::parse("j@example.com").unwrap();
-        let plain = Username::parse("jdoe").unwrap();
-        assert_eq!(CredentialType::infer_for_cloud(&email), CredentialType::ApiToken);
-        assert_eq!(CredentialType::infer_for_cloud(&plain), CredentialType::AppPassword);
+    fn names_fold_case_and_composition_and_refuse_invisible_characters() {
+        let fold = |t: &str| ConnectionName::parse(t).unwrap().folded();
+        assert_eq!(fold("Straße"), fold("STRASSE"));
+        assert_eq!(fold("Caf\u{0065}\u{0301}"), fold("CAF\u{00C9}"));
+        for bad in ["a\u{202E}b", "a\u{200B}b", "\u{FEFF}work", "a\u{0007}b"] {
+            assert!(ConnectionName::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
-    fn accounts_compare_by_uuid_first() {
-        let a = Account { uuid: Some("{1}".into()), username: Some("x".into()), ..Default::default() };
-        let b = Account { uuid: Some("{2}".into()), username: Some("x".into()), ..Default::default() };
+    fn accounts_compare_by_a_real_identifier_only() {
+        let a = Account::new(Some("{1}"), None, None, Some("x")).unwrap();
+        let b = Account::new(Some("{2}"), None, None, Some("x")).unwrap();
         assert!(!a.same_as(&b));
         assert!(a.same_as(&a.clone()));
+        let by_id = Account::new(None, Some("557058:1"), None, None).unwrap();
+        assert!(!a.same_as(&by_id), "no shared identifier: never the same");
+        assert!(Account::new(None, None, Some("J Doe"), Some("jdoe")).is_none());
+    }
+
+    #[test]
+    fn fields_from_bitbucket_are_cleaned_and_capped() {
+        let huge = format!("<b>{}</b>\u{202E}\u{0000}", "x".repeat(200_000));
+        let account = Account::new(Some("{1}"), None, Some(&huge), None).unwrap();
+        let name = account.display_name.unwrap();
+        assert!(name.chars().count() <= 200);
+        assert!(!name.contains('\u{202E}') && !name.contains('\0'));
+    }
+
+    #[test]
+    fn expiry_shows_in_the_status() {
+        let now = now();
+        let id = ConnectionId::new();
+        let new = |expires_at| NewConnection { id: &id, name: "w", url: "u", username: None, resource: None, expires_at };
+        let verification = crate::verify::Verification::for_tests();
+        let at = |days| Some(now + time::Duration::days(days));
+        assert_eq!(Connection::verified(new(at(30)), verification.clone(), now).with_status_at(now).status, Status::Verified);
+        assert_eq!(Connection::verified(new(at(10)), verification.clone(), now).with_status_at(now).status, Status::Expiring);
+        assert_eq!(Connection::verified(new(at(-1)), verification.clone(), now).with_status_at(now).status, Status::Expired);
+        let mut invalid = Connection::verified(new(at(-1)), verification, now);
+        invalid.record_failure("invalid_credentials", String::new(), now);
+        assert_eq!(invalid.with_status_at(now).status, Status::Invalid);
     }
 }

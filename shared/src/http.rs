@@ -28,10 +28,21 @@ pub fn principal(request: &Request, identity: Identity) -> Result<Owner, ApiErro
     }
     match identity {
         Identity::Authorizer => Err(ApiError::Unauthenticated),
+        // Only a caller on this machine may pick an identity, even in local mode.
+        Identity::LocalDevelopment if !from_loopback(request) => Err(ApiError::Unauthenticated),
         Identity::LocalDevelopment => {
             let header = request.headers().get(DEV_USER_HEADER).and_then(|v| v.to_str().ok());
             Owner::parse(header.unwrap_or(DEV_DEFAULT_USER)).ok_or(ApiError::Unauthenticated)
         }
+    }
+}
+
+fn from_loopback(request: &Request) -> bool {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => {
+            context.http.source_ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok()).is_some_and(|ip| ip.is_loopback())
+        }
+        _ => false,
     }
 }
 
@@ -136,15 +147,61 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(key.to_owned()))
 }
 
-/// `If-Match` as a version: `Ok(None)` when absent, 412 when it can never match.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let text = value.to_str().map_err(|_| ApiError::VersionMismatch)?.trim();
-    if text == "*" {
-        return Ok(None);
+/// An `If-Match` precondition (RFC 9110 §13.1.1), judged against the current
+/// version only once the resource is known to exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IfMatch {
+    /// No header: unconditional.
+    Absent,
+    /// `*`: any current representation.
+    Any,
+    /// The versions of the strong tags listed; weak and foreign tags never match.
+    Versions(Vec<u64>),
+}
+
+impl IfMatch {
+    pub fn allows(&self, version: u64) -> bool {
+        match self {
+            Self::Absent | Self::Any => true,
+            Self::Versions(versions) => versions.contains(&version),
+        }
     }
-    let unquoted = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    unquoted.parse().map(Some).map_err(|_| ApiError::VersionMismatch)
+}
+
+/// Reads every `If-Match` line. Never an error: a tag that cannot match just
+/// does not, and the answer (404 or 412) depends on the resource.
+pub fn if_match(headers: &HeaderMap) -> IfMatch {
+    let mut lines = headers.get_all(header::IF_MATCH).iter().peekable();
+    if lines.peek().is_none() {
+        return IfMatch::Absent;
+    }
+    let mut versions = Vec::new();
+    for line in lines {
+        let Ok(text) = line.to_str() else { continue };
+        let mut rest = text.trim();
+        while !rest.is_empty() {
+            rest = rest.trim_start_matches([',', ' ', '\t']);
+            if let Some(after) = rest.strip_prefix('*') {
+                if after.trim_start_matches([' ', '\t']).is_empty() || after.trim_start().starts_with(',') {
+                    return IfMatch::Any;
+                }
+            }
+            let weak = rest.starts_with("W/");
+            let tag_start = if weak { &rest[2..] } else { rest };
+            let Some(quoted) = tag_start.strip_prefix('"') else {
+                // Not an entity tag: skip to the next list member.
+                rest = rest.find(',').map_or("", |i| &rest[i + 1..]);
+                continue;
+            };
+            let Some(end) = quoted.find('"') else { break };
+            if !weak && let Ok(version) = quoted[..end].parse::<u64>() {
+                versions.push(version);
+            }
+            rest = &quoted[end + 1..];
+        }
+    }
+    versions.truncate(100);
+    IfMatch::Versions(versions)
 }
 
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
@@ -175,16 +232,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn if_match_accepts_strong_weak_and_star() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(if_match(&headers), Ok(None));
-        headers.insert(header::IF_MATCH, HeaderValue::from_static("\"3\""));
-        assert_eq!(if_match(&headers), Ok(Some(3)));
-        headers.insert(header::IF_MATCH, HeaderValue::from_static("W/\"4\""));
-        assert_eq!(if_match(&headers), Ok(Some(4)));
-        headers.insert(header::IF_MATCH, HeaderValue::from_static("*"));
-        assert_eq!(if_match(&headers), Ok(None));
-        headers.insert(header::IF_MATCH, HeaderValue::from_static("\"abc\""));
-        assert_eq!(if_match(&headers), Err(ApiError::VersionMismatch));
+    fn if_match_follows_rfc_9110() {
+        let parse = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::IF_MATCH, HeaderValue::from_str(value).unwrap());
+            }
+            if_match(&headers)
+        };
+        assert_eq!(parse(&[]), IfMatch::Absent);
+        assert_eq!(parse(&["*"]), IfMatch::Any);
+        assert_eq!(parse(&["\"3\""]), IfMatch::Versions(vec![3]));
+        assert!(parse(&["\"1\", \"2\""]).allows(1), "a list containing the current tag matches");
+        assert!(parse(&["\"2\"", "\"1\""]).allows(1), "several header lines form one list");
+        assert!(!parse(&["W/\"1\""]).allows(1), "strong comparison: weak tags never match");
+        assert!(!parse(&["\"abc\""]).allows(1));
+        assert!(!parse(&[""]).allows(1));
+        assert!(!parse(&["garbage, \"7\""]).allows(1));
+        assert!(parse(&["garbage, \"7\""]).allows(7));
     }
 }

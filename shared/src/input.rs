@@ -3,6 +3,9 @@
 
 use serde_json::{Map, Value};
 
+use time::OffsetDateTime;
+
+use crate::credential::Resource;
 use crate::domain::{ConnectionId, ConnectionName, CredentialType, SECRET_MAX_BYTES, Username};
 use crate::problem::{ApiError, FieldError};
 use crate::secret::Secret;
@@ -16,9 +19,12 @@ pub const LIST_LIMIT_MAX: usize = 100;
 pub struct CreateRequest {
     pub name: ConnectionName,
     pub url: ServerUrl,
-    pub username: Username,
+    /// Absent for access tokens, which have no login.
+    pub username: Option<Username>,
     pub password: Secret,
     pub credential_type: Option<CredentialType>,
+    pub resource: Option<Resource>,
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 impl CreateRequest {
@@ -27,9 +33,12 @@ impl CreateRequest {
     /// retry that differs only in its password counts as the same request.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
-        let kind = self.credential_type.map(|c| format!("{c:?}")).unwrap_or_default();
+        let kind = self.credential_type.map(CredentialType::as_str).unwrap_or_default();
+        let username = self.username.as_ref().map(Username::as_str).unwrap_or_default();
+        let resource = self.resource.as_ref().map(Resource::as_path).unwrap_or_default();
+        let expires = self.expires_at.map(|t| t.unix_timestamp().to_string()).unwrap_or_default();
         let mut hasher = Sha256::new();
-        for part in [self.name.as_str(), self.url.as_str(), self.username.as_str(), kind.as_str()] {
+        for part in [self.name.as_str(), self.url.as_str(), username, kind, &resource, &expires] {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part.as_bytes());
         }
@@ -45,18 +54,26 @@ pub struct PatchRequest {
     pub username: Option<Username>,
     pub password: Option<Secret>,
     pub credential_type: Option<CredentialType>,
+    pub resource: Option<Resource>,
+    /// `Some(None)` clears the expiry.
+    pub expires_at: Option<Option<OffsetDateTime>>,
     pub confirm_account_change: bool,
 }
 
 impl PatchRequest {
     /// Whatever Bitbucket would judge differently: these changes must be re-verified.
     pub fn changes_credentials(&self) -> bool {
-        self.url.is_some() || self.username.is_some() || self.password.is_some() || self.credential_type.is_some()
+        self.url.is_some()
+            || self.username.is_some()
+            || self.password.is_some()
+            || self.credential_type.is_some()
+            || self.resource.is_some()
     }
 }
 
-const CREATE_FIELDS: &[&str] = &["name", "url", "username", "password", "credential_type"];
-const PATCH_FIELDS: &[&str] = &["name", "url", "username", "password", "credential_type", "confirm_account_change"];
+const CREATE_FIELDS: &[&str] = &["name", "url", "username", "password", "credential_type", "resource", "expires_at"];
+const PATCH_FIELDS: &[&str] =
+    &["name", "url", "username", "password", "credential_type", "resource", "expires_at", "confirm_account_change"];
 
 pub fn parse_create(body: &Map<String, Value>) -> Result<CreateRequest, ApiError> {
     let mut fields = Fields::new(body, CREATE_FIELDS);
@@ -65,13 +82,18 @@ pub fn parse_create(body: &Map<String, Value>) -> Result<CreateRequest, ApiError
         Some(text) => fields.check("url", ServerUrl::parse(text)),
         None => ServerUrl::parse(DEFAULT_CLOUD_URL).ok(),
     };
-    let username = fields.required("username", Username::parse);
+    // An empty login is no login: what an access-token form sends.
+    let username = fields.optional_string("username").filter(|t| !t.trim().is_empty());
+    let username = username.and_then(|t| fields.check("username", Username::parse(t)));
     let password = fields.required("password", parse_secret);
     let credential_type = fields.credential_type();
+    let resource = fields.optional_string("resource").filter(|t| !t.trim().is_empty());
+    let resource = resource.and_then(|t| fields.check("resource", Resource::parse(t)));
+    let expires_at = fields.expires_at().flatten();
     fields.finish()?;
-    match (name, url, username, password) {
-        (Some(name), Some(url), Some(username), Some(password)) => {
-            Ok(CreateRequest { name, url, username, password, credential_type })
+    match (name, url, password) {
+        (Some(name), Some(url), Some(password)) => {
+            Ok(CreateRequest { name, url, username, password, credential_type, resource, expires_at })
         }
         // `finish` reports every missing field, so this arm is never reached with all present.
         _ => Err(ApiError::ValidationFailed { errors: Vec::new() }),
@@ -85,15 +107,18 @@ pub fn parse_patch(body: &Map<String, Value>) -> Result<PatchRequest, ApiError> 
     let username = fields.optional_string("username").and_then(|t| fields.check("username", Username::parse(t)));
     let password = fields.optional_string("password").and_then(|t| fields.check("password", parse_secret(t)));
     let credential_type = fields.credential_type();
+    let resource = fields.optional_string("resource").and_then(|t| fields.check("resource", Resource::parse(t)));
+    let expires_at = fields.expires_at();
     let confirm_account_change = fields.optional_bool("confirm_account_change").unwrap_or(false);
     fields.finish()?;
-    let patch = PatchRequest { name, url, username, password, credential_type, confirm_account_change };
-    if patch.name.is_none() && !patch.changes_credentials() {
+    let patch =
+        PatchRequest { name, url, username, password, credential_type, resource, expires_at, confirm_account_change };
+    if patch.name.is_none() && patch.expires_at.is_none() && !patch.changes_credentials() {
         return Err(ApiError::ValidationFailed {
             errors: vec![FieldError::new(
                 "body",
                 "empty_patch",
-                "must change at least one of name, url, username, password, credential_type",
+                "must change at least one of name, url, username, password, credential_type, resource, expires_at",
             )],
         });
     }
@@ -242,6 +267,41 @@ impl<'a> Fields<'a> {
         parsed
     }
 
+    /// `expires_at`: an RFC 3339 time or a date (the end of that day, UTC);
+    /// `null` clears it. `Some(None)` means present and null.
+    fn expires_at(&mut self) -> Option<Option<OffsetDateTime>> {
+        let text = match self.body.get("expires_at") {
+            None => return None,
+            Some(Value::Null) => return Some(None),
+            Some(Value::String(text)) => text.trim(),
+            Some(_) => {
+                self.errors.push(FieldError::new("expires_at", "wrong_type", "must be a date such as 2027-06-30"));
+                return None;
+            }
+        };
+        let format = time::format_description::well_known::Rfc3339;
+        let date_format = time::macros::format_description!("[year]-[month]-[day]");
+        let parsed = OffsetDateTime::parse(text, &format).ok().or_else(|| {
+            let date = time::Date::parse(text, &date_format).ok()?;
+            Some(date.with_hms(23, 59, 59).ok()?.assume_utc())
+        });
+        match parsed {
+            Some(at) if at > OffsetDateTime::now_utc() => Some(Some(at.replace_nanosecond(0).unwrap_or(at))),
+            Some(_) => {
+                self.errors.push(FieldError::new("expires_at", "invalid", "must be in the future"));
+                None
+            }
+            None => {
+                self.errors.push(FieldError::new(
+                    "expires_at",
+                    "invalid",
+                    "must be a date (2027-06-30) or an RFC 3339 time (2027-06-30T12:00:00Z)",
+                ));
+                None
+            }
+        }
+    }
+
     fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() { Ok(()) } else { Err(ApiError::ValidationFailed { errors: self.errors }) }
     }
@@ -280,6 +340,8 @@ mod tests {
         assert!(codes.contains(&("url".into(), "invalid")));
         assert!(codes.contains(&("password".into(), "required")));
         assert!(codes.contains(&("credential_type".into(), "invalid")));
+        let past = object(json!({"name": "w", "password": "p", "expires_at": "2001-01-01"}));
+        assert_eq!(field_codes(parse_create(&past).unwrap_err()), vec![("expires_at".to_string(), "invalid")]);
     }
 
     #[test]

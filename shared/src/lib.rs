@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod credential;
 pub mod domain;
 pub mod handlers;
 pub mod http;

@@ -34,6 +34,11 @@ pub enum ApiError {
     UrlNotAllowed { detail: String },
     UsernameIsEmail,
     InvalidCredentials { detail: String },
+    AppPasswordRetired,
+    WrongResource { detail: String },
+    SecretRequired,
+    SecretUnreadable,
+    TooManyVerifications { retry_after: Duration },
     MissingPermissions { missing: Vec<String>, granted: Vec<String>, detail: String },
     AccountMismatch { expected: String, found: String },
     NotBitbucket { detail: String },
@@ -66,6 +71,11 @@ impl ApiError {
             Self::UrlNotAllowed { detail: text() },
             Self::UsernameIsEmail,
             Self::InvalidCredentials { detail: text() },
+            Self::AppPasswordRetired,
+            Self::WrongResource { detail: text() },
+            Self::SecretRequired,
+            Self::SecretUnreadable,
+            Self::TooManyVerifications { retry_after: Duration::ZERO },
             Self::MissingPermissions { missing: Vec::new(), granted: Vec::new(), detail: text() },
             Self::AccountMismatch { expected: text(), found: text() },
             Self::NotBitbucket { detail: text() },
@@ -96,6 +106,11 @@ impl ApiError {
             Self::UrlNotAllowed { .. } => "url_not_allowed",
             Self::UsernameIsEmail => "username_is_email",
             Self::InvalidCredentials { .. } => "invalid_credentials",
+            Self::AppPasswordRetired => "app_password_retired",
+            Self::WrongResource { .. } => "wrong_resource",
+            Self::SecretRequired => "secret_required",
+            Self::SecretUnreadable => "secret_unreadable",
+            Self::TooManyVerifications { .. } => "too_many_verifications",
             Self::MissingPermissions { .. } => "missing_permissions",
             Self::AccountMismatch { .. } => "account_mismatch",
             Self::NotBitbucket { .. } => "not_bitbucket",
@@ -124,7 +139,8 @@ impl ApiError {
             Self::MalformedJson { .. } => StatusCode::BAD_REQUEST,
             Self::DuplicateName { .. } => StatusCode::CONFLICT,
             Self::VersionMismatch => StatusCode::PRECONDITION_FAILED,
-            Self::TooManyConnections { .. } => StatusCode::CONFLICT,
+            Self::TooManyConnections { .. } | Self::SecretUnreadable => StatusCode::CONFLICT,
+            Self::TooManyVerifications { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BitbucketTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BitbucketUnavailable { .. } => StatusCode::BAD_GATEWAY,
             Self::BitbucketRateLimited { .. } | Self::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -134,6 +150,9 @@ impl ApiError {
             | Self::UrlNotAllowed { .. }
             | Self::UsernameIsEmail
             | Self::InvalidCredentials { .. }
+            | Self::AppPasswordRetired
+            | Self::WrongResource { .. }
+            | Self::SecretRequired
             | Self::MissingPermissions { .. }
             | Self::AccountMismatch { .. }
             | Self::NotBitbucket { .. }
@@ -157,6 +176,11 @@ impl ApiError {
             Self::UrlNotAllowed { .. } => "URL not allowed",
             Self::UsernameIsEmail => "Username is an email address",
             Self::InvalidCredentials { .. } => "Bitbucket rejected the credentials",
+            Self::AppPasswordRetired => "App passwords are retired",
+            Self::WrongResource { .. } => "The token belongs to another resource",
+            Self::SecretRequired => "The password or token is required",
+            Self::SecretUnreadable => "The stored secret cannot be read",
+            Self::TooManyVerifications { .. } => "Too many verifications",
             Self::MissingPermissions { .. } => "The credentials lack permissions",
             Self::AccountMismatch { .. } => "The new credentials belong to another account",
             Self::NotBitbucket { .. } => "Not a Bitbucket API",
@@ -188,6 +212,10 @@ impl ApiError {
                 _ => "Some fields are invalid; see 'errors'.".into(),
             },
             Self::UsernameIsEmail => "App passwords go with your Bitbucket username, not your email. Find the username under Personal settings > Account settings on bitbucket.org; or, if this is an Atlassian API token, set credential_type to 'api_token'.".into(),
+            Self::AppPasswordRetired => "Bitbucket no longer accepts app passwords (retired on 2026-07-28). Create an API token with scopes (Atlassian account settings > Security > API tokens > Create API token with scopes > Bitbucket) with read:repository:bitbucket, write:repository:bitbucket, read:pullrequest:bitbucket and write:pullrequest:bitbucket, and enter it with your Atlassian account email as the username.".into(),
+            Self::SecretRequired => "The stored password or token is only ever sent to the server it was verified with. To point this connection at another server, enter the password or token again.".into(),
+            Self::SecretUnreadable => "The stored password or token can no longer be decrypted. Enter it again (PATCH with 'password') to repair this connection.".into(),
+            Self::TooManyVerifications { retry_after } => format!("You have checked credentials against Bitbucket too often. Try again in {} seconds.", retry_after.as_secs().max(1)),
             Self::AccountMismatch { expected, found } => format!("The new credentials belong to Bitbucket account '{found}', not '{expected}'. Send \"confirm_account_change\": true to switch accounts."),
             Self::BitbucketTimeout => "Bitbucket did not answer in time. Try again; if it persists, check the URL.".into(),
             Self::BitbucketRateLimited { retry_after } => match retry_after {
@@ -201,6 +229,7 @@ impl ApiError {
             Self::ServiceUnavailable { detail } => (*detail).into(),
             Self::UrlNotAllowed { detail }
             | Self::InvalidCredentials { detail }
+            | Self::WrongResource { detail }
             | Self::MissingPermissions { detail, .. }
             | Self::NotBitbucket { detail }
             | Self::WrongApiPath { detail }
@@ -215,6 +244,7 @@ impl ApiError {
         match self {
             Self::BitbucketRateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(60))),
             Self::ServiceUnavailable { .. } => Some(Duration::from_secs(1)),
+            Self::TooManyVerifications { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -245,6 +275,15 @@ impl ApiError {
                     "duplicate_name",
                     "is already used by another of your connections"
                 )]);
+            }
+            Self::SecretRequired | Self::SecretUnreadable => {
+                body["errors"] = serde_json::json!([FieldError::new("password", self.code(), "enter the password or token again")]);
+            }
+            Self::InvalidCredentials { .. } | Self::AppPasswordRetired => {
+                body["errors"] = serde_json::json!([FieldError::new("password", self.code(), "was refused by Bitbucket")]);
+            }
+            Self::WrongResource { .. } => {
+                body["errors"] = serde_json::json!([FieldError::new("resource", self.code(), "is not what this token belongs to")]);
             }
             Self::MissingPermissions { missing, granted, .. } => {
                 body["missing_scopes"] = serde_json::json!(missing);

@@ -27,12 +27,15 @@ pub fn test_settings() -> Settings {
     Settings {
         identity: Identity::Authorizer,
         bitbucket: ClientSettings {
-            policy: NetPolicy::parse("127.0.0.0/8").unwrap(),
+            policy: NetPolicy::parse("127.0.0.0/8").unwrap().with_plain_http("127.0.0.1").unwrap(),
             connect_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_millis(1500),
+            deadline: Duration::from_millis(3000),
             extra_roots_pem: Vec::new(),
             static_hosts: hermetic_hosts(),
         },
+        // The per-owner limit has its own test; races and suites verify far more often.
+        verifications_per_minute: 10_000,
         ..Settings::default()
     }
 }

@@ -112,5 +112,6 @@ async fn patches_must_say_something_valid() {
                 .json(json!({"name": "n"})),
         )
         .await;
-    assert_problem(&bad_etag, 412, "version_mismatch");
+    // RFC 9110 §13.2.2: the precondition is judged only once the resource exists.
+    assert_problem(&bad_etag, 404, "not_found");
 }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use blackbox::emulator;
-use connections::domain::{Account, Connection, ConnectionId, CredentialType, Owner, Provider, Status, now};
+use connections::credential::Capabilities;
+use connections::domain::{Account, Connection, ConnectionId, CredentialType, NewConnection, Owner, Provider, Status, now};
 use connections::seal::Sealed;
-use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore, StoreError};
+use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore, Expected, StoreError};
 use connections::verify::Verification;
 
 type Store = Arc<dyn ConnectionStore>;
@@ -30,10 +31,22 @@ fn connection(name: &str) -> Connection {
     let verification = Verification {
         provider: Provider::BitbucketCloud,
         credential_type: CredentialType::AppPassword,
-        account: Account { uuid: Some("{u}".into()), display_name: Some("J".into()), username: Some("jdoe".into()) },
+        account: Account::new(Some("{u}"), None, Some("J"), Some("jdoe")),
         scopes: vec!["repository:write".into()],
+        capabilities: Capabilities::from_cloud_scopes(CredentialType::AppPassword, &["repository:write".into()]),
+        warnings: Vec::new(),
+        git_username: Some("jdoe".into()),
     };
-    Connection::verified(&ConnectionId::new(), name, "https://api.bitbucket.org/2.0", "jdoe", verification, now())
+    let id = ConnectionId::new();
+    let new = NewConnection {
+        id: &id,
+        name,
+        url: "https://api.bitbucket.org/2.0",
+        username: Some("jdoe"),
+        resource: None,
+        expires_at: Some(now() + time::Duration::days(90)),
+    };
+    Connection::verified(new, verification, now())
 }
 
 fn id_of(c: &Connection) -> ConnectionId {
@@ -75,7 +88,7 @@ async fn the_owner_limit_holds_and_frees_on_delete(store: Store) {
     store.create(&alice, &connection("b"), &sealed(1), 2, None).await.unwrap();
     assert_eq!(store.create(&alice, &connection("c"), &sealed(1), 2, None).await, Err(StoreError::TooManyConnections));
     store.create(&owner("bob"), &connection("c"), &sealed(1), 2, None).await.unwrap();
-    store.delete(&alice, &id_of(&first), None).await.unwrap();
+    store.delete(&alice, &id_of(&first), Expected::Any).await.unwrap();
     store.create(&alice, &connection("c"), &sealed(1), 2, None).await.unwrap();
 }
 
@@ -150,11 +163,13 @@ async fn deletes_are_final_and_conditional(store: Store) {
     let alice = owner("alice");
     let c = connection("work");
     store.create(&alice, &c, &sealed(1), 100, None).await.unwrap();
-    assert_eq!(store.delete(&owner("bob"), &id_of(&c), None).await, Err(StoreError::NotFound));
-    assert_eq!(store.delete(&alice, &id_of(&c), Some(7)).await, Err(StoreError::VersionMismatch));
-    store.delete(&alice, &id_of(&c), Some(1)).await.unwrap();
+    assert_eq!(store.delete(&owner("bob"), &id_of(&c), Expected::Any).await, Err(StoreError::NotFound));
+    assert_eq!(store.delete(&alice, &id_of(&c), Expected::Versions(&[7])).await, Err(StoreError::VersionMismatch));
+    assert_eq!(store.delete(&alice, &id_of(&c), Expected::Versions(&[])).await, Err(StoreError::VersionMismatch));
+    store.delete(&alice, &id_of(&c), Expected::Versions(&[3, 1])).await.unwrap();
     assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), None);
-    assert_eq!(store.delete(&alice, &id_of(&c), None).await, Err(StoreError::NotFound));
+    assert_eq!(store.delete(&alice, &id_of(&c), Expected::Any).await, Err(StoreError::NotFound));
+    assert_eq!(store.delete(&alice, &id_of(&c), Expected::Versions(&[])).await, Err(StoreError::NotFound));
     // An edit that read the connection before the delete must not bring it back.
     assert_eq!(store.update(&alice, &c, &bumped(&c), None).await, Err(StoreError::VersionMismatch));
     assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), None);
@@ -163,12 +178,35 @@ async fn deletes_are_final_and_conditional(store: Store) {
     store.create(&alice, &again, &sealed(1), 100, None).await.unwrap();
     let home = connection("home");
     store.create(&alice, &home, &sealed(1), 100, None).await.unwrap();
-    store.delete(&alice, &id_of(&home), None).await.unwrap();
+    store.delete(&alice, &id_of(&home), Expected::Any).await.unwrap();
     let mut renamed = bumped(&again);
     renamed.name = "Home".into();
     store.update(&alice, &again, &renamed, None).await.unwrap();
     assert_eq!(store.create(&alice, &connection("home"), &sealed(1), 100, None).await, Err(StoreError::DuplicateName));
     store.create(&alice, &connection("work"), &sealed(1), 100, None).await.unwrap();
+}
+
+async fn verifications_are_counted_per_owner_and_minute(store: Store) {
+    let (alice, bob) = (owner("alice"), owner("bob"));
+    let minute = 1_800_000_000 - 1_800_000_000 % 60;
+    for _ in 0..3 {
+        assert_eq!(store.count_verification(&alice, 3, minute + 10).await, Ok(None));
+    }
+    assert_eq!(store.count_verification(&alice, 3, minute + 15).await, Ok(Some(45)), "wait for the next minute");
+    assert_eq!(store.count_verification(&bob, 3, minute + 15).await, Ok(None), "owners are counted apart");
+    assert_eq!(store.count_verification(&alice, 3, minute + 60).await, Ok(None), "a new minute starts afresh");
+}
+
+async fn a_connection_without_account_or_expiry_round_trips(store: Store) {
+    let alice = owner("alice");
+    let mut c = connection("token");
+    c.account = None;
+    c.username = None;
+    c.expires_at = None;
+    c.resource = Some("acme/api".into());
+    store.create(&alice, &c, &sealed(1), 100, None).await.unwrap();
+    assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), Some(c.clone()));
+    assert_eq!(store.list(&alice, 10, None).await.unwrap().items, vec![c]);
 }
 
 macro_rules! contract {
@@ -203,6 +241,16 @@ macro_rules! contract {
             async fn renames_move_the_reservation() {
                 let (store, _dir) = super::$adapter().await;
                 super::renames_move_the_reservation(store).await;
+            }
+            #[tokio::test]
+            async fn verifications_are_counted_per_owner_and_minute() {
+                let (store, _dir) = super::$adapter().await;
+                super::verifications_are_counted_per_owner_and_minute(store).await;
+            }
+            #[tokio::test]
+            async fn a_connection_without_account_or_expiry_round_trips() {
+                let (store, _dir) = super::$adapter().await;
+                super::a_connection_without_account_or_expiry_round_trips(store).await;
             }
             #[tokio::test]
             async fn deletes_are_final_and_conditional() {
@@ -240,6 +288,7 @@ mod idempotency {
             key: key.into(),
             fingerprint: "f1".into(),
             connection_id: connection.id.clone(),
+            response: serde_json::to_string(connection).unwrap(),
             expires_at: time::OffsetDateTime::now_utc().unix_timestamp() + expires_in,
         }
     }

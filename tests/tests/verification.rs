@@ -75,9 +75,10 @@ async fn rejected_app_password_explains_the_retirement() {
     let _logs = blackbox::logs::guard();
     let env = env().await;
     let reply = env.add_to(&env.fake.url("cloud"), APP_PASSWORD_USER, "wrong").await;
-    assert_problem(&reply, 422, "invalid_credentials");
+    assert_problem(&reply, 422, "app_password_retired");
     let detail = reply.json["detail"].as_str().unwrap();
-    assert!(detail.contains("2026-07-28") && detail.contains("API token"), "{detail}");
+    assert!(detail.contains("2026-07-28") && detail.contains("write:pullrequest:bitbucket"), "{detail}");
+    assert_eq!(reply.json["errors"][0]["field"], "password");
 }
 
 #[tokio::test]
@@ -97,7 +98,7 @@ async fn read_only_app_password_names_the_missing_write_scopes() {
     let env = env().await;
     let reply = env.add_to(&env.fake.url("cloud"), APP_PASSWORD_USER, APP_PASSWORD_READ_ONLY).await;
     assert_problem(&reply, 422, "missing_permissions");
-    assert_eq!(reply.json["missing_scopes"], json!(["project:write", "repository:write", "pullrequest:write"]));
+    assert_eq!(reply.json["missing_scopes"], json!(["repository:write", "pullrequest:write"]));
     assert!(reply.json["detail"].as_str().unwrap().contains("Pull requests"));
 }
 
@@ -111,13 +112,19 @@ async fn api_token_write_does_not_stand_in_for_read() {
 }
 
 #[tokio::test]
-async fn forbidden_user_endpoint_reads_granted_scopes_from_the_body() {
+async fn forbidden_user_endpoint_judges_the_granted_scopes_from_the_body() {
     let _logs = blackbox::logs::guard();
     let env = env().await;
+    // Granted the core scopes but not read:user:bitbucket: the 403 proves the
+    // token authenticates, and what it lacks is optional.
     let reply = env.add_to(&env.fake.url("cloud"), API_TOKEN_EMAIL, API_TOKEN_NO_ACCOUNT_SCOPE).await;
-    assert_problem(&reply, 422, "missing_permissions");
-    assert_eq!(reply.json["missing_scopes"], json!(["read:user:bitbucket"]));
-    assert!(reply.json["granted_scopes"].as_array().unwrap().contains(&json!("write:repository:bitbucket")));
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.json["account"], json!(null));
+    assert!(reply.json["scopes"].as_array().unwrap().contains(&json!("write:repository:bitbucket")));
+    assert_eq!(reply.json["warnings"][0]["code"], "account_hidden");
+    assert!(reply.json["warnings"][0]["detail"].as_str().unwrap().contains("read:user:bitbucket"));
+    assert_eq!(reply.json["capabilities"]["identity"], json!({"enabled": false, "needs": "read:user:bitbucket"}));
+    assert_eq!(reply.json["capabilities"]["pull_requests"], json!({"enabled": true}));
 }
 
 #[tokio::test]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
-use super::{audit, connection_response, respond, seal_failure};
+use super::{admit_verification, audit, connection_response, respond, seal_failure};
 use crate::config::Settings;
-use crate::domain::{Connection, ConnectionId, Owner, now};
+use crate::credential::Resource;
+use crate::domain::{Connection, ConnectionId, NewConnection, Owner, Username, now};
 use crate::http::{idempotency_key, json_body, principal, request_id, set_header};
 use crate::input::parse_create;
 use crate::problem::ApiError;
@@ -44,13 +45,17 @@ impl AddHandler {
         {
             return Ok(response);
         }
-        let id = ConnectionId::new();
         let claim = Claim {
             url: &input.url,
-            username: &input.username,
+            username: input.username.as_ref(),
             secret: &input.password,
             credential_type: input.credential_type,
+            resource: input.resource.as_ref(),
         };
+        // What can be refused without Bitbucket costs no KMS call and no rate-limit slot.
+        self.verifier.check(&claim)?;
+        admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
+        let id = ConnectionId::new();
         // Bitbucket's answer and KMS's are independent: wait for the slower only.
         let context = SealContext { owner: &owner, connection: &id };
         let (verified, sealed) = tokio::join!(self.verifier.verify(&claim), self.sealer.seal(&input.password, context));
@@ -58,13 +63,22 @@ impl AddHandler {
         let sealed = sealed.map_err(seal_failure)?;
 
         let at = now();
-        let connection =
-            Connection::verified(&id, input.name.as_str(), input.url.as_str(), input.username.as_str(), verified, at);
+        let resource = input.resource.as_ref().map(Resource::as_path);
+        let new = NewConnection {
+            id: &id,
+            name: input.name.as_str(),
+            url: input.url.as_str(),
+            username: input.username.as_ref().map(Username::as_str),
+            resource: resource.as_deref(),
+            expires_at: input.expires_at,
+        };
+        let connection = Connection::verified(new, verified, at);
         let limit = self.settings.max_connections_per_owner;
         let record = key.as_ref().map(|key| IdempotencyRecord {
             key: key.clone(),
             fingerprint: fingerprint.clone(),
             connection_id: connection.id.clone(),
+            response: serde_json::to_string(&connection).unwrap_or_default(),
             expires_at: at.unix_timestamp() + IDEMPOTENCY_TTL_SECONDS,
         });
         match self.store.create(&owner, &connection, &sealed, limit, record.as_ref()).await {
@@ -86,7 +100,8 @@ impl AddHandler {
     }
 
     /// The original answer for a key already used with the same request, without
-    /// asking Bitbucket or KMS again.
+    /// asking Bitbucket or KMS again, and even if the connection has since
+    /// changed or been deleted (as Stripe and the IETF Idempotency-Key draft do).
     async fn replay(&self, owner: &Owner, key: &str, fingerprint: &str) -> Result<Option<Response<Body>>, ApiError> {
         let limit = self.settings.max_connections_per_owner;
         let Some(record) = self.store.idempotency_record(owner, key).await.map_err(|e| e.into_api("", limit))? else {
@@ -95,9 +110,8 @@ impl AddHandler {
         if record.fingerprint != fingerprint {
             return Err(ApiError::IdempotencyKeyReused);
         }
-        let id = ConnectionId::parse(&record.connection_id).ok_or(ApiError::NotFound)?;
-        let connection =
-            self.store.get(owner, &id).await.map_err(|e| e.into_api("", limit))?.ok_or(ApiError::NotFound)?;
+        let connection: Connection = serde_json::from_str(&record.response)
+            .map_err(|e| StoreError::Corrupt(format!("idempotency record: {e}")).into_api("", limit))?;
         Ok(Some(created(&connection, None)))
     }
 }

@@ -7,9 +7,9 @@ use lambda_http::{Body, Request, Response};
 
 use super::{audit, respond};
 use crate::config::Settings;
-use crate::http::{connection_id, empty_response, if_match, principal, request_id};
+use crate::http::{IfMatch, connection_id, empty_response, if_match, principal, request_id};
 use crate::problem::ApiError;
-use crate::store::ConnectionStore;
+use crate::store::{ConnectionStore, Expected};
 
 pub struct DeleteHandler {
     pub store: Arc<dyn ConnectionStore>,
@@ -28,7 +28,11 @@ impl DeleteHandler {
         }
         let owner = principal(request, self.settings.identity)?;
         let id = connection_id(request)?;
-        let expected = if_match(request.headers())?;
+        let precondition = if_match(request.headers());
+        let expected = match &precondition {
+            IfMatch::Absent | IfMatch::Any => Expected::Any,
+            IfMatch::Versions(versions) => Expected::Versions(versions),
+        };
         let limit = self.settings.max_connections_per_owner;
         self.store.delete(&owner, &id, expected).await.map_err(|e| e.into_api("", limit))?;
         audit("delete", &owner, &id.to_string(), "deleted", request_id);

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::{audit, connection_response, respond, seal_failure};
+use super::{admit_verification, audit, connection_response, respond, seal_failure};
 use crate::config::Settings;
-use crate::domain::{Connection, ConnectionId, Owner, Status, Username, now};
+use crate::credential::Resource;
+use crate::domain::{Account, Connection, ConnectionId, Owner, Username, now};
 use crate::http::{connection_id, if_match, is_verify_action, json_body, principal, request_id};
 use crate::input::{PatchRequest, parse_patch};
 use crate::problem::ApiError;
@@ -22,6 +23,23 @@ pub struct EditHandler {
     pub sealer: Arc<dyn Sealer>,
     pub verifier: Verifier,
     pub settings: Settings,
+}
+
+/// The credentials of a stored connection, as the verifier takes them.
+struct Stored {
+    url: ServerUrl,
+    username: Option<Username>,
+    resource: Option<Resource>,
+}
+
+impl Stored {
+    fn of(connection: &Connection) -> Result<Self, ApiError> {
+        Ok(Self {
+            url: ServerUrl::parse(&connection.url).map_err(|_| corrupt())?,
+            username: connection.username.as_deref().map(Username::parse).transpose().map_err(|_| corrupt())?,
+            resource: connection.resource.as_deref().map(Resource::parse).transpose().map_err(|_| corrupt())?,
+        })
+    }
 }
 
 impl EditHandler {
@@ -60,10 +78,10 @@ impl EditHandler {
     async fn patch(&self, request: &Request, request_id: &str) -> Result<Response<Body>, ApiError> {
         let owner = principal(request, self.settings.identity)?;
         let id = connection_id(request)?;
-        let expected = if_match(request.headers())?;
+        let precondition = if_match(request.headers());
         let patch = parse_patch(&json_body(request, self.settings.max_body_bytes)?)?;
         let (previous, sealed) = self.load(&owner, &id).await?;
-        if expected.is_some_and(|v| v != previous.version) {
+        if !precondition.allows(previous.version) {
             return Err(ApiError::VersionMismatch);
         }
         let at = now();
@@ -73,22 +91,35 @@ impl EditHandler {
         if let Some(name) = &patch.name {
             name.as_str().clone_into(&mut next.name);
         }
+        if let Some(expires_at) = patch.expires_at {
+            next.expires_at = expires_at;
+        }
         let mut new_sealed = None;
         if patch.changes_credentials() {
-            let (verified, sealed) = self.verify_change(&owner, &id, &previous, &sealed, &patch).await?;
-            if !previous.account.same_as(&verified.account) && !patch.confirm_account_change {
-                return Err(ApiError::AccountMismatch {
-                    expected: account_label(&previous.account),
-                    found: account_label(&verified.account),
-                });
+            let stored = Stored::of(&previous)?;
+            // Rule zero: a stored secret only ever goes back to the origin it was verified with.
+            if patch.password.is_none()
+                && let Some(url) = &patch.url
+                && url.url().origin() != stored.url.url().origin()
+            {
+                return Err(ApiError::SecretRequired);
             }
+            admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
+            let (verified, sealed) = self.verify_change(&owner, &id, &previous, stored, &sealed, &patch).await?;
+            check_account(previous.account.as_ref(), verified.account.as_ref(), patch.confirm_account_change)?;
             if let Some(url) = &patch.url {
                 url.as_str().clone_into(&mut next.url);
             }
             if let Some(username) = &patch.username {
-                username.as_str().clone_into(&mut next.username);
+                next.username = Some(username.as_str().to_owned());
             }
-            record_success(&mut next, verified, at);
+            if let Some(resource) = &patch.resource {
+                next.resource = Some(resource.as_path());
+            }
+            if !verified.credential_type.has_username() {
+                next.username = None;
+            }
+            next.record_success(verified, at);
             new_sealed = sealed;
         }
         self.save(&owner, &previous, &next, new_sealed.as_ref()).await?;
@@ -109,31 +140,28 @@ impl EditHandler {
         owner: &Owner,
         id: &ConnectionId,
         previous: &Connection,
+        stored: Stored,
         sealed: &Sealed,
         patch: &PatchRequest,
     ) -> Result<(Verification, Option<Sealed>), ApiError> {
-        let url = match &patch.url {
-            Some(url) => url.clone(),
-            None => stored_url(previous)?,
-        };
-        let username = match &patch.username {
-            Some(username) => username.clone(),
-            None => Username::parse(&previous.username).map_err(|_| corrupt())?,
-        };
+        let url = patch.url.as_ref().unwrap_or(&stored.url);
+        let username = patch.username.as_ref().or(stored.username.as_ref());
+        let resource = patch.resource.as_ref().or(stored.resource.as_ref());
         // A new username or server may mean another kind of credential: infer again.
         let credential_type = patch
             .credential_type
             .or_else(|| (patch.username.is_none() && patch.url.is_none()).then_some(previous.credential_type));
         match &patch.password {
             Some(secret) => {
-                let claim = Claim { url: &url, username: &username, secret, credential_type };
+                let claim = Claim { url, username, secret, credential_type, resource };
+                self.verifier.check(&claim)?;
                 let context = SealContext { owner, connection: id };
                 let (verified, sealed) = tokio::join!(self.verifier.verify(&claim), self.sealer.seal(secret, context));
                 Ok((verified?, Some(sealed.map_err(seal_failure)?)))
             }
             None => {
                 let secret = self.open(owner, id, sealed).await?;
-                let claim = Claim { url: &url, username: &username, secret: &secret, credential_type };
+                let claim = Claim { url, username, secret: &secret, credential_type, resource };
                 Ok((self.verifier.verify(&claim).await?, None))
             }
         }
@@ -143,68 +171,50 @@ impl EditHandler {
         let owner = principal(request, self.settings.identity)?;
         let id = connection_id(request)?;
         let (previous, sealed) = self.load(&owner, &id).await?;
+        admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
         let secret = self.open(&owner, &id, &sealed).await?;
-        let url = stored_url(&previous)?;
-        let username = Username::parse(&previous.username).map_err(|_| corrupt())?;
-        let claim =
-            Claim { url: &url, username: &username, secret: &secret, credential_type: Some(previous.credential_type) };
+        let stored = Stored::of(&previous)?;
+        let claim = Claim {
+            url: &stored.url,
+            username: stored.username.as_ref(),
+            secret: &secret,
+            credential_type: Some(previous.credential_type),
+            resource: stored.resource.as_ref(),
+        };
         let outcome = self.verifier.verify(&claim).await.and_then(|verified| {
-            if previous.account.same_as(&verified.account) {
-                Ok(verified)
-            } else {
-                Err(ApiError::AccountMismatch {
-                    expected: account_label(&previous.account),
-                    found: account_label(&verified.account),
-                })
-            }
+            check_account(previous.account.as_ref(), verified.account.as_ref(), false).map(|()| verified)
         });
         let at = now();
         let mut next = previous.clone();
         next.version = previous.version + 1;
         next.updated_at = at;
         match outcome {
-            Ok(verified) => record_success(&mut next, verified, at),
-            Err(error) if is_verdict(&error) => {
-                next.status = Status::Invalid;
-                next.status_reason = Some(error.code().to_owned());
-                next.status_detail = Some(error.detail());
-                next.verified_at = at;
-            }
+            Ok(verified) => next.record_success(verified, at),
+            Err(error) if is_verdict(&error) => next.record_failure(error.code(), error.detail(), at),
             // Bitbucket being slow or down says nothing about the credentials.
             Err(error) => return Err(error),
         }
         self.save(&owner, &previous, &next, None).await?;
-        let outcome = if next.status == Status::Verified { "verified" } else { "invalid" };
+        let outcome = if next.status_reason.is_none() { "verified" } else { "invalid" };
         audit("verify", &owner, &next.id, outcome, request_id);
         Ok(connection_response(StatusCode::OK, &next, None))
     }
 }
 
-fn record_success(next: &mut Connection, verified: Verification, at: time::OffsetDateTime) {
-    next.provider = verified.provider;
-    next.credential_type = verified.credential_type;
-    next.account = verified.account;
-    next.scopes = verified.scopes;
-    next.status = Status::Verified;
-    next.status_reason = None;
-    next.status_detail = None;
-    next.verified_at = at;
-}
-
-fn stored_url(connection: &Connection) -> Result<ServerUrl, ApiError> {
-    ServerUrl::parse(&connection.url).map_err(|_| corrupt())
+/// Credentials pinned to an account stay with it unless the user confirms the
+/// switch. A connection whose account was never shown pins nothing.
+fn check_account(previous: Option<&Account>, found: Option<&Account>, confirmed: bool) -> Result<(), ApiError> {
+    let Some(previous) = previous else { return Ok(()) };
+    if confirmed || found.is_some_and(|found| previous.same_as(found)) {
+        return Ok(());
+    }
+    Err(ApiError::AccountMismatch {
+        expected: previous.label(),
+        found: found.map_or_else(|| "an account Bitbucket does not show".to_owned(), Account::label),
+    })
 }
 
 fn corrupt() -> ApiError {
     tracing::error!("stored connection holds a value that no longer parses");
     ApiError::ServiceUnavailable { detail: "The stored connection is unreadable. Delete it and add it again." }
-}
-
-fn account_label(account: &crate::domain::Account) -> String {
-    account
-        .username
-        .clone()
-        .or_else(|| account.display_name.clone())
-        .or_else(|| account.uuid.clone())
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -33,8 +33,10 @@ impl ListHandler {
         if is_collection(request) {
             let query = request.query_string_parameters();
             let query = parse_list_query(query.first("limit"), query.first("cursor"))?;
-            let page =
+            let mut page =
                 self.store.list(&owner, query.limit, query.after.as_ref()).await.map_err(|e| e.into_api("", limit))?;
+            let now = crate::domain::now();
+            page.items = page.items.into_iter().map(|c| c.with_status_at(now)).collect();
             let body = PageBody { items: &page.items, next_cursor: page.next.as_ref().map(encode_cursor) };
             return Ok(json_response(StatusCode::OK, &body));
         }

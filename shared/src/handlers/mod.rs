@@ -14,10 +14,12 @@ pub use list::ListHandler;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 
+use crate::config::Settings;
 use crate::domain::{Connection, Owner};
 use crate::http::{json_response, set_header};
 use crate::problem::ApiError;
 use crate::seal::SealError;
+use crate::store::ConnectionStore;
 
 /// The response for a result, logging failures by code (never by content).
 fn respond(result: Result<Response<Body>, ApiError>, request_id: &str) -> Response<Body> {
@@ -36,7 +38,8 @@ fn connection_response(
     connection: &Connection,
     extra: Option<(&str, serde_json::Value)>,
 ) -> Response<Body> {
-    let mut body = serde_json::to_value(connection).unwrap_or_default();
+    let current = connection.clone().with_status_at(crate::domain::now());
+    let mut body = serde_json::to_value(&current).unwrap_or_default();
     if let (Some((key, value)), Some(object)) = (extra, body.as_object_mut()) {
         object.insert(key.to_owned(), value);
     }
@@ -51,9 +54,20 @@ fn seal_failure(error: SealError) -> ApiError {
         SealError::Unavailable(_) => ApiError::ServiceUnavailable {
             detail: "The encryption service is unavailable. Try again shortly; nothing was changed.",
         },
-        SealError::Rejected => ApiError::ServiceUnavailable {
-            detail: "The stored credentials cannot be decrypted. Enter the password again with PATCH to replace them.",
-        },
+        // Retrying will not help: only a new secret repairs the connection.
+        SealError::Rejected => ApiError::SecretUnreadable,
+    }
+}
+
+/// Counts one check against Bitbucket for the owner; refused past the per-minute
+/// limit, so one account cannot keep the verifying functions busy for everyone.
+async fn admit_verification(store: &dyn ConnectionStore, owner: &Owner, settings: &Settings) -> Result<(), ApiError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let limit = settings.verifications_per_minute;
+    match store.count_verification(owner, limit, now).await {
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(ApiError::TooManyVerifications { retry_after: std::time::Duration::from_secs(wait) }),
+        Err(error) => Err(error.into_api("", settings.max_connections_per_owner)),
     }
 }
 

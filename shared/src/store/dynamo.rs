@@ -6,6 +6,8 @@
 //! | connection          | `USER#<sub>` | `CONN#<id>`         |
 //! | name reservation    | `USER#<sub>` | `NAME#<folded name>`|
 //! | per-owner counter   | `USER#<sub>` | `OWNER`             |
+//! | idempotency record  | `USER#<sub>` | `IDEM#<key>`        | (TTL `expires_at`)
+//! | verification count  | `USER#<sub>` | `RATE#<minute>`     | (TTL `expires_at`)
 //!
 //! Delete is one call: it removes the connection and decrements the counter but
 //! leaves the name reservation behind, since its key is only known from the
@@ -23,7 +25,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::{ConnectionStore, IdempotencyRecord, Page, StoreError};
+use super::{ConnectionStore, Expected, IdempotencyRecord, Page, StoreError, verification_window};
 use crate::domain::{Connection, ConnectionId, Owner};
 use crate::seal::Sealed;
 
@@ -34,6 +36,7 @@ const NAME_FOLDED: &str = "name_folded";
 const CONNECTION_ID: &str = "connection_id";
 const COUNT: &str = "connection_count";
 const FINGERPRINT: &str = "fingerprint";
+const RESPONSE: &str = "response";
 /// The table's TTL attribute: DynamoDB removes expired idempotency records.
 const EXPIRES_AT: &str = "expires_at";
 /// Attributes of the public resource: what `get` and `list` project, never the secret.
@@ -44,8 +47,13 @@ const PUBLIC_FIELDS: &[&str] = &[
     "url",
     "username",
     "credential_type",
+    "resource",
     "account",
     "scopes",
+    "capabilities",
+    "warnings",
+    "git_username",
+    "expires_at",
     "status",
     "status_reason",
     "status_detail",
@@ -54,8 +62,12 @@ const PUBLIC_FIELDS: &[&str] = &[
     "updated_at",
     "version",
 ];
-/// Another writer's transaction on the same items is retried, not reported.
-const CONFLICT_RETRIES: usize = 3;
+/// Another writer's transaction on the same items (DynamoDB cancels with
+/// `TransactionConflict`) is retried with full-jitter exponential backoff for
+/// up to this long, then reported as unavailable.
+const CONFLICT_BUDGET: std::time::Duration = std::time::Duration::from_millis(2_500);
+const BACKOFF_BASE_MS: u64 = 10;
+const BACKOFF_CAP_MS: u64 = 400;
 /// Rounds of taking over a stale name reservation: another writer may take it
 /// first, and then the name is rightly theirs.
 const TAKEOVER_ROUNDS: usize = 3;
@@ -204,7 +216,8 @@ impl DynamoStore {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Vec<Cancellation>> {
-        let mut attempt = 0;
+        let started = std::time::Instant::now();
+        let mut attempt: u32 = 0;
         loop {
             let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             match result {
@@ -212,10 +225,15 @@ impl DynamoStore {
                 Err(error) => {
                     let reasons = cancellation_reasons(error.as_service_error());
                     let conflict = reasons.iter().any(|r| r.code.as_deref() == Some("TransactionConflict"));
-                    if conflict && attempt < CONFLICT_RETRIES {
-                        attempt += 1;
-                        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
-                        continue;
+                    if conflict {
+                        let ceiling = BACKOFF_CAP_MS.min(BACKOFF_BASE_MS << attempt.min(10));
+                        let wait = std::time::Duration::from_millis(fastrand::u64(0..=ceiling));
+                        if started.elapsed() + wait < CONFLICT_BUDGET {
+                            attempt += 1;
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        tracing::warn!(attempts = attempt + 1, "transaction conflicts outlasted the retry budget");
                     }
                     if reasons.is_empty() {
                         tracing::error!(error = %DisplayErrorContext(&error), "TransactWriteItems failed");
@@ -372,6 +390,7 @@ impl ConnectionStore for DynamoStore {
                 let mut item = Self::idempotency_key(owner, &record.key);
                 item.insert(FINGERPRINT.into(), AttributeValue::S(record.fingerprint.clone()));
                 item.insert(CONNECTION_ID.into(), AttributeValue::S(record.connection_id.clone()));
+                item.insert(RESPONSE.into(), AttributeValue::S(record.response.clone()));
                 item.insert(EXPIRES_AT.into(), AttributeValue::N(record.expires_at.to_string()));
                 // An expired record that TTL has not removed yet may be replaced.
                 let put = Put::builder()
@@ -428,6 +447,7 @@ impl ConnectionStore for DynamoStore {
             key: key.to_owned(),
             fingerprint: text(FINGERPRINT),
             connection_id: text(CONNECTION_ID),
+            response: text(RESPONSE),
             expires_at,
         }))
     }
@@ -515,17 +535,24 @@ impl ConnectionStore for DynamoStore {
         self.transact_reserving(owner, &next.id, 2, build).await.map_err(|reasons| update_error(&reasons))
     }
 
-    async fn delete(&self, owner: &Owner, id: &ConnectionId, expected_version: Option<u64>) -> Result<(), StoreError> {
-        let delete = Delete::builder()
+    async fn delete(&self, owner: &Owner, id: &ConnectionId, expected: Expected<'_>) -> Result<(), StoreError> {
+        let mut delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(Self::connection_key(owner, &id.to_string())))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let delete = match expected_version {
-            None => delete.condition_expression("attribute_exists(pk)"),
-            Some(expected) => delete
-                .condition_expression("attribute_exists(pk) AND #v = :v")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":v", AttributeValue::N(expected.to_string())),
+        delete = match expected {
+            Expected::Any => delete.condition_expression("attribute_exists(pk)"),
+            Expected::Versions(versions) => {
+                // No acceptable version: a condition no item meets, still telling 404 from 412.
+                let listed: &[u64] = if versions.is_empty() { &[u64::MAX] } else { versions };
+                let placeholders: Vec<String> = (0..listed.len()).map(|i| format!(":v{i}")).collect();
+                for (placeholder, version) in placeholders.iter().zip(listed) {
+                    delete = delete.expression_attribute_values(placeholder, AttributeValue::N(version.to_string()));
+                }
+                delete
+                    .condition_expression(format!("attribute_exists(pk) AND #v IN ({})", placeholders.join(", ")))
+                    .expression_attribute_names("#v", "version")
+            }
         };
         let items = vec![
             TransactWriteItem::builder().delete(delete.build().map_err(unavailable)?).build(),
@@ -539,6 +566,32 @@ impl ConnectionStore for DynamoStore {
                 None => Err(StoreError::NotFound),
             },
             Err(reasons) => Err(StoreError::Unavailable(format!("delete cancelled: {reasons:?}"))),
+        }
+    }
+
+    async fn count_verification(&self, owner: &Owner, limit: u32, now: i64) -> Result<Option<u64>, StoreError> {
+        let (window, left) = verification_window(now);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(owner, format!("RATE#{window}"))))
+            .update_expression("ADD #n :one SET #e = :expires")
+            .condition_expression("attribute_not_exists(#n) OR #n < :limit")
+            .expression_attribute_names("#n", COUNT)
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(limit.to_string()))
+            // TTL removes the counter once its minute is well past.
+            .expression_attribute_values(":expires", AttributeValue::N((window + 120).to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(Some(left))
+            }
+            Err(error) => Err(unavailable(error)),
         }
     }
 }

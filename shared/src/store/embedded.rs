@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, ErrorCode, OptionalExtension, params};
 
-use super::{ConnectionStore, IdempotencyRecord, Page, StoreError};
+use super::{ConnectionStore, Expected, IdempotencyRecord, Page, StoreError, verification_window};
 use crate::domain::{Connection, ConnectionId, Owner};
 use crate::seal::Sealed;
 
@@ -23,13 +23,20 @@ CREATE TABLE IF NOT EXISTS connections (
     PRIMARY KEY (owner, id),
     UNIQUE (owner, name_folded)
 );
-CREATE TABLE IF NOT EXISTS idempotency (
+CREATE TABLE IF NOT EXISTS idempotency_records (
     owner         TEXT    NOT NULL,
     key           TEXT    NOT NULL,
     fingerprint   TEXT    NOT NULL,
     connection_id TEXT    NOT NULL,
+    response      TEXT    NOT NULL,
     expires_at    INTEGER NOT NULL,
     PRIMARY KEY (owner, key)
+);
+CREATE TABLE IF NOT EXISTS verifications (
+    owner   TEXT    NOT NULL,
+    window  INTEGER NOT NULL,
+    count   INTEGER NOT NULL,
+    PRIMARY KEY (owner, window)
 );";
 
 #[derive(Clone)]
@@ -38,15 +45,43 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// Opens (creating it private to this user) the database at `path`.
+    /// Several functions start at once under `cargo lambda watch`, so a busy
+    /// database is waited for, never reported.
     pub fn open(path: &Path) -> Result<Self, String> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let db = Db::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        db.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        db.pragma_update(None, "journal_mode", "WAL").map_err(|e| e.to_string())?;
-        db.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
-        Ok(Self { db: Arc::new(Mutex::new(db)) })
+        // SQLite gives the -wal and -shm files the database file's permissions.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let started = std::time::Instant::now();
+        loop {
+            match Self::try_open(path) {
+                Ok(db) => return Ok(Self { db: Arc::new(Mutex::new(db)) }),
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && started.elapsed().as_secs() < 10 => {
+                    std::thread::sleep(std::time::Duration::from_millis(20 + u64::from(fastrand::u8(..))));
+                }
+                Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+            }
+        }
+    }
+
+    fn try_open(path: &Path) -> Result<Db, rusqlite::Error> {
+        let db = Db::open(path)?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.execute_batch(SCHEMA)?;
+        Ok(db)
     }
 
     /// Runs blocking SQLite work off the async executor.
@@ -101,11 +136,11 @@ impl ConnectionStore for EmbeddedStore {
             }
             if let Some(record) = &idempotency {
                 let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                tx.execute("DELETE FROM idempotency WHERE owner = ?1 AND key = ?2 AND expires_at < ?3", params![owner, record.key, now])
+                tx.execute("DELETE FROM idempotency_records WHERE owner = ?1 AND key = ?2 AND expires_at < ?3", params![owner, record.key, now])
                     .map_err(sql_error)?;
                 tx.execute(
-                    "INSERT INTO idempotency (owner, key, fingerprint, connection_id, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![owner, record.key, record.fingerprint, record.connection_id, record.expires_at],
+                    "INSERT INTO idempotency_records (owner, key, fingerprint, connection_id, response, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![owner, record.key, record.fingerprint, record.connection_id, record.response, record.expires_at],
                 )
                 .map_err(|e| match sql_error(e) {
                     StoreError::DuplicateName => StoreError::IdempotencyKeyTaken,
@@ -127,9 +162,17 @@ impl ConnectionStore for EmbeddedStore {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         self.with_db(move |db| {
             db.query_row(
-                "SELECT fingerprint, connection_id, expires_at FROM idempotency WHERE owner = ?1 AND key = ?2 AND expires_at >= ?3",
+                "SELECT fingerprint, connection_id, response, expires_at FROM idempotency_records WHERE owner = ?1 AND key = ?2 AND expires_at >= ?3",
                 params![owner, key, now],
-                |r| Ok(IdempotencyRecord { key: key.clone(), fingerprint: r.get(0)?, connection_id: r.get(1)?, expires_at: r.get(2)? }),
+                |r| {
+                    Ok(IdempotencyRecord {
+                        key: key.clone(),
+                        fingerprint: r.get(0)?,
+                        connection_id: r.get(1)?,
+                        response: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                },
             )
             .optional()
             .map_err(sql_error)
@@ -200,21 +243,51 @@ impl ConnectionStore for EmbeddedStore {
         .await
     }
 
-    async fn delete(&self, owner: &Owner, id: &ConnectionId, expected_version: Option<u64>) -> Result<(), StoreError> {
+    async fn delete(&self, owner: &Owner, id: &ConnectionId, expected: Expected<'_>) -> Result<(), StoreError> {
         let (owner, id) = (owner.as_str().to_owned(), id.to_string());
+        let expected = match expected {
+            Expected::Any => None,
+            Expected::Versions(versions) => Some(versions.to_vec()),
+        };
         self.with_db(move |db| {
             let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql_error)?;
             let stored: Option<u64> = tx
                 .query_row("SELECT version FROM connections WHERE owner = ?1 AND id = ?2", [&owner, &id], |r| r.get(0))
                 .optional()
                 .map_err(sql_error)?;
-            match (stored, expected_version) {
+            match (stored, expected) {
                 (None, _) => return Err(StoreError::NotFound),
-                (Some(stored), Some(expected)) if stored != expected => return Err(StoreError::VersionMismatch),
+                (Some(stored), Some(expected)) if !expected.contains(&stored) => return Err(StoreError::VersionMismatch),
                 _ => {}
             }
             tx.execute("DELETE FROM connections WHERE owner = ?1 AND id = ?2", [&owner, &id]).map_err(sql_error)?;
             tx.commit().map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn count_verification(&self, owner: &Owner, limit: u32, now: i64) -> Result<Option<u64>, StoreError> {
+        let owner = owner.as_str().to_owned();
+        let (window, left) = verification_window(now);
+        self.with_db(move |db| {
+            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql_error)?;
+            tx.execute("DELETE FROM verifications WHERE owner = ?1 AND window < ?2", params![owner, window]).map_err(sql_error)?;
+            let count: u32 = tx
+                .query_row("SELECT count FROM verifications WHERE owner = ?1 AND window = ?2", params![owner, window], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)?
+                .unwrap_or(0);
+            if count >= limit {
+                return Ok(Some(left));
+            }
+            tx.execute(
+                "INSERT INTO verifications (owner, window, count) VALUES (?1, ?2, 1)
+                 ON CONFLICT (owner, window) DO UPDATE SET count = count + 1",
+                params![owner, window],
+            )
+            .map_err(sql_error)?;
+            tx.commit().map_err(sql_error)?;
+            Ok(None)
         })
         .await
     }

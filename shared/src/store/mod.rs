@@ -49,6 +49,9 @@ pub struct IdempotencyRecord {
     /// Of the request without its password (see `input::CreateRequest::fingerprint`).
     pub fingerprint: String,
     pub connection_id: String,
+    /// The connection as the original 201 returned it (no secret), replayed
+    /// within the key's lifetime even if the connection has since changed or gone.
+    pub response: String,
     /// Unix seconds after which the key may be reused (DynamoDB TTL attribute).
     pub expires_at: i64,
 }
@@ -69,6 +72,20 @@ impl StoreError {
             }
         }
     }
+}
+
+/// Which versions a conditional write accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected<'a> {
+    Any,
+    /// One of these (none: nothing matches, but a missing item is still told apart).
+    Versions(&'a [u64]),
+}
+
+/// The rate-limit window a moment falls in, and the seconds left in it.
+pub fn verification_window(now: i64) -> (i64, u64) {
+    let start = now - now.rem_euclid(60);
+    (start, u64::try_from(start + 60 - now).unwrap_or(60))
 }
 
 /// Every write is conditional; a failed condition changes nothing.
@@ -108,7 +125,11 @@ pub trait ConnectionStore: Send + Sync {
         sealed: Option<&Sealed>,
     ) -> Result<(), StoreError>;
 
-    /// Deletes the connection and its name reservation; with `expected_version`,
-    /// only if it still has that version.
-    async fn delete(&self, owner: &Owner, id: &ConnectionId, expected_version: Option<u64>) -> Result<(), StoreError>;
+    /// Deletes the connection (its name reservation becomes stale), only if its
+    /// version is one of those `expected`.
+    async fn delete(&self, owner: &Owner, id: &ConnectionId, expected: Expected<'_>) -> Result<(), StoreError>;
+
+    /// Counts one check against Bitbucket for `owner` in the minute of `now`
+    /// (Unix seconds). `Some(seconds)` to wait when `limit` is already reached.
+    async fn count_verification(&self, owner: &Owner, limit: u32, now: i64) -> Result<Option<u64>, StoreError>;
 }

@@ -21,6 +21,8 @@ pub struct ClientSettings {
     pub policy: NetPolicy,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// For a whole verification, however many calls it makes.
+    pub deadline: Duration,
     /// Extra trust anchors (PEM), for servers with a private CA and for TLS tests.
     pub extra_roots_pem: Vec<Vec<u8>>,
     /// Host names answered without DNS (still subject to the policy).
@@ -33,6 +35,7 @@ impl Default for ClientSettings {
             policy: NetPolicy::default(),
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(8),
+            deadline: Duration::from_secs(10),
             extra_roots_pem: Vec::new(),
             static_hosts: Vec::new(),
         }

@@ -1,165 +1,180 @@
-//! Bitbucket Cloud: `GET {base}/user` with Basic auth, scopes from `x-oauth-scopes`.
+//! Bitbucket Cloud. Login-based credentials (API tokens, app passwords) prove
+//! themselves on `GET {base}/user`; access tokens, which `/user` refuses, on the
+//! repository, project or workspace they are bound to. The granted scopes come
+//! from `x-oauth-scopes`, or from a 403's `error.detail.granted`: credentials
+//! whose scopes are unknown are never accepted.
 
 use serde_json::Value;
 
 use super::client::{Auth, BitbucketHttp, Reply};
-use super::{Claim, Verification, common_failure, not_json};
-use crate::domain::{Account, CredentialType, Provider};
-use crate::problem::{ApiError, FieldError};
+use super::{Claim, Verification, clean_scopes, common_failure, judge, not_json};
+use crate::credential::{Bound, Capabilities, CredentialType};
+use crate::domain::{Account, Provider, Warning};
+use crate::problem::ApiError;
 
-pub async fn verify(http: &BitbucketHttp, claim: &Claim<'_>) -> Result<Verification, ApiError> {
-    let declared = claim.credential_type.unwrap_or_else(|| CredentialType::infer_for_cloud(claim.username));
-    if declared == CredentialType::HttpAccessToken {
-        return Err(ApiError::ValidationFailed {
-            errors: vec![FieldError::new(
-                "credential_type",
-                "invalid",
-                "http_access_token is for Bitbucket Data Center; on Bitbucket Cloud use api_token (with your Atlassian email)",
-            )],
+const API_TOKEN_HOW: &str = "Create an API token with scopes (Atlassian account settings > Security > API tokens > Create API token with scopes > Bitbucket) and select";
+const CLASSIC_HOW: &str = "Create a new token with read-write access to Repositories and Pull requests, that is";
+
+pub async fn verify(http: &BitbucketHttp, claim: &Claim<'_>, declared: CredentialType) -> Result<Verification, ApiError> {
+    match declared.bound_to() {
+        Some(bound) => verify_access_token(http, claim, declared, bound).await,
+        None => verify_login(http, claim, declared).await,
+    }
+}
+
+async fn verify_login(http: &BitbucketHttp, claim: &Claim<'_>, declared: CredentialType) -> Result<Verification, ApiError> {
+    let host = host(claim);
+    let reply = http.get(claim.url.join(&["user"]), Auth::Basic(claim.username(), claim.secret)).await?;
+    let kind = reply.header("x-credential-type").and_then(CredentialType::from_cloud_header).unwrap_or(declared);
+    let (account, scopes) = match reply.status.as_u16() {
+        200 => {
+            let user = reply.json().ok_or_else(|| not_json(&host))?;
+            let text = |key: &str| user.get(key).and_then(Value::as_str);
+            // `username` may be absent since Bitbucket's privacy changes; `nickname` remains.
+            let account = Account::new(text("uuid"), text("account_id"), text("display_name"), text("username").or(text("nickname")))
+                .ok_or_else(|| not_bitbucket(&host, "named no account (uuid or account_id)"))?;
+            let scopes = reply.header("x-oauth-scopes").map(|list| clean_scopes(list.split(',')));
+            (Some(account), scopes.ok_or_else(|| not_bitbucket(&host, "did not report the granted scopes (x-oauth-scopes)"))?)
+        }
+        401 => return Err(rejected(claim, kind)),
+        // Valid credentials without the scope `/user` needs: the 403 lists what was granted.
+        403 => match granted_on_403(&reply) {
+            Some(granted) => (None, granted),
+            None => {
+                let scope = identity_scope(kind);
+                return Err(ApiError::MissingPermissions {
+                    missing: vec![scope.to_owned()],
+                    granted: Vec::new(),
+                    detail: format!("Bitbucket refused to show the account and did not say which scopes the credentials have. Add the {scope} scope."),
+                });
+            }
+        },
+        _ => return Err(common_failure(&reply, &host)),
+    };
+    let capabilities = Capabilities::from_cloud_scopes(kind, &scopes);
+    judge(&scopes, &capabilities, if kind == CredentialType::ApiToken { API_TOKEN_HOW } else { CLASSIC_HOW })?;
+    let mut warnings = Vec::new();
+    if account.is_none() {
+        warnings.push(Warning {
+            code: "account_hidden".into(),
+            detail: format!(
+                "Everything the product needs works. Bitbucket does not show which account this is because the token lacks {}; add that scope to see the account here.",
+                identity_scope(kind)
+            ),
         });
     }
-    if declared == CredentialType::AppPassword && claim.username.is_email() {
-        return Err(ApiError::UsernameIsEmail);
-    }
-    let host = claim.url.url().host_str().unwrap_or_default().to_owned();
-    let reply = http.get(claim.url.join(&["user"]), Auth::Basic(claim.username.as_str(), claim.secret)).await?;
-    let kind = match reply.header("x-credential-type") {
-        Some("api_token") => CredentialType::ApiToken,
-        Some("app_password") => CredentialType::AppPassword,
-        _ => declared,
+    let login = match kind {
+        CredentialType::AppPassword => account.as_ref().and_then(|a| a.username.as_deref()).or(claim.username.map(|u| u.as_str())),
+        _ => None,
     };
-    match reply.status.as_u16() {
-        200 => accept(&reply, kind, &host),
-        401 => Err(rejected(claim, kind)),
-        403 => Err(forbidden(&reply, kind)),
-        _ => Err(common_failure(&reply, &host)),
+    Ok(Verification {
+        provider: Provider::BitbucketCloud,
+        credential_type: kind,
+        git_username: kind.git_username(login),
+        account,
+        scopes,
+        capabilities,
+        warnings,
+    })
+}
+
+async fn verify_access_token(
+    http: &BitbucketHttp,
+    claim: &Claim<'_>,
+    declared: CredentialType,
+    bound: Bound,
+) -> Result<Verification, ApiError> {
+    let host = host(claim);
+    let parts: Vec<&str> = claim.resource.map(|r| r.parts.iter().map(String::as_str).collect()).unwrap_or_default();
+    let (path, what): (Vec<&str>, &str) = match (bound, parts.as_slice()) {
+        (Bound::Repository, [ws, repo]) => (vec!["repositories", ws, repo], "repository"),
+        (Bound::Project, [ws, key]) => (vec!["workspaces", ws, "projects", key], "project"),
+        (Bound::Workspace, [ws]) => (vec!["workspaces", ws], "workspace"),
+        _ => return Err(resource_shape(bound)),
+    };
+    let reply = http.get(claim.url.join(&path), Auth::Bearer(claim.secret)).await?;
+    let kind = reply.header("x-credential-type").and_then(CredentialType::from_cloud_header).unwrap_or(declared);
+    let scopes = match reply.status.as_u16() {
+        200 => {
+            let body = reply.json().ok_or_else(|| not_json(&host))?;
+            if body.get("uuid").and_then(Value::as_str).is_none() {
+                return Err(not_bitbucket(&host, &format!("answered for the {what} without its uuid")));
+            }
+            let scopes = reply.header("x-oauth-scopes").map(|list| clean_scopes(list.split(',')));
+            scopes.ok_or_else(|| not_bitbucket(&host, "did not report the granted scopes (x-oauth-scopes)"))?
+        }
+        401 => {
+            return Err(ApiError::InvalidCredentials {
+                detail: "Bitbucket rejected the access token. Check that it was copied whole and has not expired or been revoked.".into(),
+            });
+        }
+        403 if granted_on_403(&reply).is_some() => granted_on_403(&reply).unwrap_or_default(),
+        403 | 404 => {
+            let resource = parts.join("/");
+            return Err(ApiError::WrongResource {
+                detail: format!(
+                    "This access token does not open the {what} '{resource}'. An access token works only for the {what} it was created in: enter that one (for example by pasting its address), or choose the right kind of token."
+                ),
+            });
+        }
+        _ => return Err(common_failure(&reply, &host)),
+    };
+    let capabilities = Capabilities::from_cloud_scopes(kind, &scopes);
+    judge(&scopes, &capabilities, CLASSIC_HOW)?;
+    Ok(Verification {
+        provider: Provider::BitbucketCloud,
+        credential_type: kind,
+        account: None,
+        git_username: kind.git_username(None),
+        scopes,
+        capabilities,
+        warnings: Vec::new(),
+    })
+}
+
+fn host(claim: &Claim<'_>) -> String {
+    claim.url.url().host_str().unwrap_or_default().to_owned()
+}
+
+fn identity_scope(kind: CredentialType) -> &'static str {
+    if kind == CredentialType::ApiToken { "read:user:bitbucket" } else { "account" }
+}
+
+fn not_bitbucket(host: &str, what: &str) -> ApiError {
+    ApiError::NotBitbucket { detail: format!("{host} {what}, which Bitbucket always does. Check the server URL.") }
+}
+
+fn resource_shape(bound: Bound) -> ApiError {
+    let shape = match bound {
+        Bound::Repository => "'workspace/repository'",
+        Bound::Project => "'workspace/PROJECT_KEY'",
+        Bound::Workspace => "'workspace'",
+    };
+    ApiError::ValidationFailed {
+        errors: vec![crate::problem::FieldError::new(
+            "resource",
+            "invalid",
+            format!("must be {shape} for this kind of token, or the address of its page"),
+        )],
     }
 }
 
-fn accept(reply: &Reply, kind: CredentialType, host: &str) -> Result<Verification, ApiError> {
-    let user = reply
-        .json()
-        .filter(|v| v.get("uuid").is_some() || v.get("account_id").is_some())
-        .ok_or_else(|| not_json(host))?;
-    let text = |key: &str| user.get(key).and_then(Value::as_str).map(str::to_owned);
-    let account = Account {
-        uuid: text("uuid"),
-        display_name: text("display_name"),
-        // `username` may be absent since Bitbucket's privacy changes; `nickname` is what remains.
-        username: text("username").or_else(|| text("nickname")),
-    };
-    let scopes: Vec<String> = reply
-        .header("x-oauth-scopes")
-        .map(|list| list.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    // Without the header there is nothing to judge; Bitbucket sends it for app
-    // passwords and API tokens alike.
-    if reply.header("x-oauth-scopes").is_some() {
-        let missing = missing_scopes(kind, &scopes);
-        if !missing.is_empty() {
-            return Err(missing_permissions(kind, missing, scopes));
-        }
-    }
-    Ok(Verification { provider: Provider::BitbucketCloud, credential_type: kind, account, scopes })
-}
-
-/// Read-write on projects, repositories and pull requests, in each kind's vocabulary.
-fn missing_scopes(kind: CredentialType, granted: &[String]) -> Vec<String> {
-    let has = |any: &[&str]| any.iter().any(|s| granted.iter().any(|g| g == s));
-    let needs: &[(&str, &[&str])] = match kind {
-        // On app passwords write implies read, admin implies write.
-        CredentialType::AppPassword => &[
-            ("project:write", &["project:write", "project:admin"]),
-            ("repository:write", &["repository:write", "repository:admin"]),
-            ("pullrequest:write", &["pullrequest:write"]),
-        ],
-        // On API tokens each scope stands alone, and there is no write:project.
-        _ => &[
-            ("read:project:bitbucket", &["read:project:bitbucket", "admin:project:bitbucket"]),
-            ("read:repository:bitbucket", &["read:repository:bitbucket"]),
-            ("write:repository:bitbucket", &["write:repository:bitbucket"]),
-            ("read:pullrequest:bitbucket", &["read:pullrequest:bitbucket"]),
-            ("write:pullrequest:bitbucket", &["write:pullrequest:bitbucket"]),
-        ],
-    };
-    needs.iter().filter(|(_, any)| !has(any)).map(|(name, _)| (*name).to_owned()).collect()
-}
-
-fn missing_permissions(kind: CredentialType, missing: Vec<String>, granted: Vec<String>) -> ApiError {
-    let how = match kind {
-        CredentialType::AppPassword => {
-            "Create a new app password with read-write access to Projects, Repositories and Pull requests"
-        }
-        _ => {
-            "Create a new API token with scopes (Atlassian account settings > Security > API tokens > Create API token with scopes > Bitbucket) and select"
-        }
-    };
-    let detail = format!("The credentials work but lack {}. {how}: {}.", missing.join(", "), missing.join(", "));
-    ApiError::MissingPermissions { missing, granted, detail }
+/// `error.detail.granted` of a 403 (`detail` is an object there although the
+/// OpenAPI says string).
+fn granted_on_403(reply: &Reply) -> Option<Vec<String>> {
+    let body = reply.json()?;
+    let granted = body.get("error")?.get("detail")?.get("granted")?.as_array()?;
+    Some(clean_scopes(granted.iter().filter_map(Value::as_str)))
 }
 
 fn rejected(claim: &Claim<'_>, kind: CredentialType) -> ApiError {
-    if kind == CredentialType::AppPassword && claim.username.is_email() {
-        return ApiError::UsernameIsEmail;
-    }
-    let detail = match kind {
-        CredentialType::AppPassword => "Bitbucket rejected the username and app password. Bitbucket retired app passwords on 2026-07-28: create an API token instead (Atlassian account settings > Security > API tokens > Create API token with scopes > Bitbucket) and enter your Atlassian account email as the username.".to_owned(),
-        _ if !claim.username.is_email() => "Bitbucket rejected the API token. API tokens go with your Atlassian account email as the username, not the Bitbucket username.".to_owned(),
-        _ => "Bitbucket rejected the email and API token. Check that the token was copied whole, has not expired or been revoked, and belongs to this email.".to_owned(),
-    };
-    ApiError::InvalidCredentials { detail }
-}
-
-/// A 403 on `/user` means valid credentials without the scope `/user` needs.
-fn forbidden(reply: &Reply, kind: CredentialType) -> ApiError {
-    let detail = reply.json().and_then(|v| v.get("error")?.get("detail").cloned());
-    let list = |key: &str| -> Vec<String> {
-        detail
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default()
-    };
-    let granted = list("granted");
-    let mut missing: Vec<String> = list("required").into_iter().filter(|s| !granted.contains(s)).collect();
-    if missing.is_empty() {
-        let account_scope = if kind == CredentialType::AppPassword { "account" } else { "read:user:bitbucket" };
-        missing.push(account_scope.to_owned());
-    }
-    for needed in missing_scopes(kind, &granted) {
-        if !missing.contains(&needed) {
-            missing.push(needed);
-        }
-    }
-    missing_permissions(kind, missing, granted)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn owned(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn app_password_write_implies_read_and_admin_implies_write() {
-        let granted = owned(&["project:admin", "repository:write", "pullrequest:write"]);
-        assert!(missing_scopes(CredentialType::AppPassword, &granted).is_empty());
-        let granted = owned(&["project", "repository", "pullrequest"]);
-        assert_eq!(
-            missing_scopes(CredentialType::AppPassword, &granted),
-            owned(&["project:write", "repository:write", "pullrequest:write"])
-        );
-    }
-
-    #[test]
-    fn api_token_write_does_not_imply_read() {
-        let granted = owned(&["read:project:bitbucket", "write:repository:bitbucket", "write:pullrequest:bitbucket"]);
-        assert_eq!(
-            missing_scopes(CredentialType::ApiToken, &granted),
-            owned(&["read:repository:bitbucket", "read:pullrequest:bitbucket"])
-        );
+    match kind {
+        CredentialType::AppPassword => ApiError::AppPasswordRetired,
+        _ if !claim.username.is_some_and(|u| u.is_email()) => ApiError::InvalidCredentials {
+            detail: "Bitbucket rejected the API token. API tokens go with your Atlassian account email as the username, not the Bitbucket username.".into(),
+        },
+        _ => ApiError::InvalidCredentials {
+            detail: "Bitbucket rejected the email and API token. Check that the token was copied whole, has not expired or been revoked, and belongs to this email.".into(),
+        },
     }
 }

@@ -7,58 +7,27 @@ use serde_json::Value;
 
 use super::client::{Auth, BitbucketHttp};
 use super::{Claim, Verification, common_failure, not_json};
-use crate::domain::{Account, CredentialType, Provider};
-use crate::problem::{ApiError, FieldError};
+use crate::credential::{Bound, Capabilities, CredentialType};
+use crate::domain::{Account, Provider};
+use crate::problem::ApiError;
 
 const API: [&str; 3] = ["rest", "api", "1.0"];
 pub const WRITE_PERMISSION: &str = "REPO_WRITE";
 
-pub async fn verify(http: &BitbucketHttp, claim: &Claim<'_>) -> Result<Verification, ApiError> {
-    if matches!(claim.credential_type, Some(CredentialType::AppPassword | CredentialType::ApiToken)) {
-        return Err(ApiError::ValidationFailed {
-            errors: vec![FieldError::new(
-                "credential_type",
-                "invalid",
-                "this URL is a Bitbucket Data Center server, which uses http_access_token; for Bitbucket Cloud use https://api.bitbucket.org/2.0",
-            )],
-        });
-    }
+pub async fn verify(http: &BitbucketHttp, claim: &Claim<'_>, kind: CredentialType) -> Result<Verification, ApiError> {
     let host = claim.url.url().host_str().unwrap_or_default().to_owned();
     recognise(http, claim, &host).await?;
-
-    let auth = || Auth::Basic(claim.username.as_str(), claim.secret);
-    let user = http.get(claim.url.join(&[API[0], API[1], API[2], "users", claim.username.as_str()]), auth()).await?;
-    match user.status.as_u16() {
-        200 | 404 => {}
-        401 => return Err(rejected()),
-        403 => return Err(missing(vec!["PROJECT_READ".into()])),
-        _ => return Err(common_failure(&user, &host)),
-    }
-    // Data Center names the authenticated user on every authenticated answer.
-    let authenticated = user.header("x-ausername").map(str::to_owned);
-    match &authenticated {
-        Some(name) if name.eq_ignore_ascii_case(claim.username.as_str()) => {}
-        Some(name) => {
-            return Err(ApiError::InvalidCredentials {
-                detail: format!(
-                    "This token belongs to the Data Center user '{name}', not '{}'. Enter that username, or a token of your own.",
-                    claim.username.as_str()
-                ),
-            });
+    let (account, auth): (Option<Account>, Auth<'_>) = match kind.bound_to() {
+        None => (Some(prove_user(http, claim, &host).await?), Auth::Basic(claim.username(), claim.secret)),
+        Some(bound) => {
+            prove_resource(http, claim, bound, &host).await?;
+            (None, Auth::Bearer(claim.secret))
         }
-        None => return Err(rejected()),
-    }
-    let profile = user.json().unwrap_or(Value::Null);
-    let text = |key: &str| profile.get(key).and_then(Value::as_str).map(str::to_owned);
-    let account = Account {
-        uuid: profile.get("id").map(|id| id.to_string()).filter(|id| id != "null"),
-        display_name: text("displayName"),
-        username: text("slug").or(authenticated),
     };
-
+    // Which repositories this credential may write to: any answer proves write access.
     let mut repos_url = claim.url.join(&[API[0], API[1], API[2], "repos"]);
     repos_url.query_pairs_mut().append_pair("permission", WRITE_PERMISSION).append_pair("limit", "1");
-    let repos = http.get(repos_url, auth()).await?;
+    let repos = http.get(repos_url, auth).await?;
     match repos.status.as_u16() {
         200 => {}
         401 | 403 => return Err(missing(vec![WRITE_PERMISSION.into()])),
@@ -68,12 +37,83 @@ pub async fn verify(http: &BitbucketHttp, claim: &Claim<'_>) -> Result<Verificat
     if writable == 0 {
         return Err(missing(vec![WRITE_PERMISSION.into()]));
     }
+    let login = account.as_ref().and(claim.username.map(|u| u.as_str()));
     Ok(Verification {
         provider: Provider::BitbucketDataCenter,
-        credential_type: CredentialType::HttpAccessToken,
+        credential_type: kind,
+        git_username: kind.git_username(login),
         account,
         scopes: vec![WRITE_PERMISSION.into()],
+        capabilities: Capabilities::data_center(kind),
+        warnings: Vec::new(),
     })
+}
+
+/// A personal token: Basic `username:token` on the user's own profile, and
+/// `X-AUSERNAME` must name that user.
+async fn prove_user(http: &BitbucketHttp, claim: &Claim<'_>, host: &str) -> Result<Account, ApiError> {
+    let url = claim.url.join(&[API[0], API[1], API[2], "users", claim.username()]);
+    let user = http.get(url, Auth::Basic(claim.username(), claim.secret)).await?;
+    match user.status.as_u16() {
+        200 | 404 => {}
+        401 => return Err(rejected()),
+        403 => return Err(missing(vec!["PROJECT_READ".into()])),
+        _ => return Err(common_failure(&user, host)),
+    }
+    // Data Center names the authenticated user on every authenticated answer.
+    let authenticated = user.header("x-ausername").map(str::to_owned);
+    match &authenticated {
+        Some(name) if name.eq_ignore_ascii_case(claim.username()) => {}
+        Some(name) => {
+            let name = crate::domain::clean_text(name).unwrap_or_default();
+            return Err(ApiError::InvalidCredentials {
+                detail: format!(
+                    "This token belongs to the Data Center user '{name}', not '{}'. Enter that username, or a token of your own.",
+                    claim.username()
+                ),
+            });
+        }
+        None => return Err(rejected()),
+    }
+    let profile = user.json().unwrap_or(Value::Null);
+    let text = |key: &str| profile.get(key).and_then(Value::as_str);
+    let id = profile.get("id").and_then(Value::as_u64).map(|id| id.to_string());
+    let slug = text("slug").or(authenticated.as_deref());
+    // The slug is the user's identity on Data Center when the profile is hidden.
+    Account::new(id.as_deref().or(slug), None, text("displayName"), slug).ok_or_else(rejected)
+}
+
+/// A project or repository token: Bearer on the resource it is bound to.
+async fn prove_resource(http: &BitbucketHttp, claim: &Claim<'_>, bound: Bound, host: &str) -> Result<(), ApiError> {
+    let parts: Vec<&str> = claim.resource.map(|r| r.parts.iter().map(String::as_str).collect()).unwrap_or_default();
+    let (mut path, what) = (vec![API[0], API[1], API[2], "projects"], if bound == Bound::Project { "project" } else { "repository" });
+    match (bound, parts.as_slice()) {
+        (Bound::Project, [key]) => path.push(key),
+        (Bound::Repository, [key, slug]) => path.extend([*key, "repos", *slug]),
+        _ => {
+            return Err(ApiError::ValidationFailed {
+                errors: vec![crate::problem::FieldError::new(
+                    "resource",
+                    "invalid",
+                    "must be 'PROJECT' for a project token or 'PROJECT/repository' for a repository token, or the address of its page",
+                )],
+            });
+        }
+    }
+    let reply = http.get(claim.url.join(&path), Auth::Bearer(claim.secret)).await?;
+    match reply.status.as_u16() {
+        200 => reply.json().filter(|v| v.get("key").is_some() || v.get("slug").is_some()).map(|_| ()).ok_or_else(|| not_json(host)),
+        401 => Err(ApiError::InvalidCredentials {
+            detail: "Bitbucket Data Center rejected the token. Check that it was copied whole and has not expired or been revoked.".into(),
+        }),
+        403 | 404 => Err(ApiError::WrongResource {
+            detail: format!(
+                "This token does not open the {what} '{}'. Project and repository tokens work only for the {what} they were created in: enter that one.",
+                parts.join("/")
+            ),
+        }),
+        _ => Err(common_failure(&reply, host)),
+    }
 }
 
 /// `application-properties` needs no credentials, so nothing secret goes to a

@@ -8,8 +8,9 @@ pub mod target;
 
 use std::time::Duration;
 
-use crate::domain::{Account, CredentialType, Provider, Username};
-use crate::problem::ApiError;
+use crate::credential::{Capabilities, CredentialType, Resource};
+use crate::domain::{Account, Provider, Username, Warning};
+use crate::problem::{ApiError, FieldError};
 use crate::secret::Secret;
 use client::{BitbucketHttp, ClientSettings};
 use target::{Flavor, ServerUrl};
@@ -19,17 +20,43 @@ use target::{Flavor, ServerUrl};
 pub struct Verification {
     pub provider: Provider,
     pub credential_type: CredentialType,
-    pub account: Account,
+    pub account: Option<Account>,
     pub scopes: Vec<String>,
+    pub capabilities: Capabilities,
+    pub warnings: Vec<Warning>,
+    pub git_username: Option<String>,
+}
+
+impl Verification {
+    /// A verified API token with every scope, for unit tests elsewhere in the crate.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self {
+            provider: Provider::BitbucketCloud,
+            credential_type: CredentialType::ApiToken,
+            account: Account::new(Some("{1}"), None, Some("J"), Some("j")),
+            scopes: Vec::new(),
+            capabilities: Capabilities::default(),
+            warnings: Vec::new(),
+            git_username: None,
+        }
+    }
 }
 
 /// What is being proven.
 pub struct Claim<'a> {
     pub url: &'a ServerUrl,
-    pub username: &'a Username,
+    pub username: Option<&'a Username>,
     pub secret: &'a Secret,
     /// As the user declared it; inferred when `None`.
     pub credential_type: Option<CredentialType>,
+    pub resource: Option<&'a Resource>,
+}
+
+impl Claim<'_> {
+    fn username(&self) -> &str {
+        self.username.map(Username::as_str).unwrap_or_default()
+    }
 }
 
 #[derive(Clone)]
@@ -40,17 +67,65 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(settings: &ClientSettings) -> Result<Self, String> {
-        // Data Center needs three calls; the whole check still ends well before
-        // the function's own timeout.
-        let deadline = settings.request_timeout * 2;
-        Ok(Self { http: BitbucketHttp::new(settings)?, deadline })
+        Ok(Self { http: BitbucketHttp::new(settings)?, deadline: settings.deadline })
     }
 
+    pub fn http(&self) -> &BitbucketHttp {
+        &self.http
+    }
+
+    /// Everything that can be judged without a request: the URL's scheme and
+    /// literal address, and whether the fields fit the kind of credential. The
+    /// kind the claim will be verified as.
+    pub fn check(&self, claim: &Claim<'_>) -> Result<CredentialType, ApiError> {
+        self.http.check_url(claim.url.url())?;
+        let cloud = claim.url.flavor() == Flavor::Cloud;
+        let kind =
+            claim.credential_type.unwrap_or_else(|| CredentialType::infer(cloud, claim.username, claim.resource));
+        let field = |name: &str, detail: &str| ApiError::ValidationFailed {
+            errors: vec![FieldError::new(name, "invalid", detail)],
+        };
+        if kind.is_cloud() != cloud {
+            return Err(field(
+                "credential_type",
+                if cloud {
+                    "this kind is for Bitbucket Data Center; on Bitbucket Cloud use api_token (with your Atlassian email) or an access token"
+                } else {
+                    "this URL is a Bitbucket Data Center server, which uses http_access_token (or a project or repository HTTP access token); for Bitbucket Cloud use https://api.bitbucket.org/2.0"
+                },
+            ));
+        }
+        if kind.has_username() && claim.username.is_none() {
+            return Err(ApiError::ValidationFailed {
+                errors: vec![FieldError::new("username", "required", "is required for this kind of credential")],
+            });
+        }
+        if !kind.has_username() && claim.username.is_some() {
+            return Err(field("username", "must be empty: access tokens authenticate without a username"));
+        }
+        if kind.bound_to().is_some() && claim.resource.is_none() {
+            return Err(ApiError::ValidationFailed {
+                errors: vec![FieldError::new(
+                    "resource",
+                    "required",
+                    "is required for access tokens: the repository, project or workspace the token was created in",
+                )],
+            });
+        }
+        if kind == CredentialType::AppPassword && claim.username.is_some_and(Username::is_email) {
+            return Err(ApiError::UsernameIsEmail);
+        }
+        Ok(kind)
+    }
+
+    /// One deadline for the whole check, however many calls it takes, so a
+    /// slow server holds an invocation for a bounded time.
     pub async fn verify(&self, claim: &Claim<'_>) -> Result<Verification, ApiError> {
+        let kind = self.check(claim)?;
         let check = async {
             match claim.url.flavor() {
-                Flavor::Cloud => cloud::verify(&self.http, claim).await,
-                Flavor::DataCenter => data_center::verify(&self.http, claim).await,
+                Flavor::Cloud => cloud::verify(&self.http, claim, kind).await,
+                Flavor::DataCenter => data_center::verify(&self.http, claim, kind).await,
             }
         };
         tokio::time::timeout(self.deadline, check).await.unwrap_or(Err(ApiError::BitbucketTimeout))
@@ -63,14 +138,43 @@ pub fn is_verdict(error: &ApiError) -> bool {
     matches!(
         error,
         ApiError::InvalidCredentials { .. }
+            | ApiError::AppPasswordRetired
             | ApiError::MissingPermissions { .. }
             | ApiError::UsernameIsEmail
             | ApiError::NotBitbucket { .. }
             | ApiError::WrongApiPath { .. }
+            | ApiError::WrongResource { .. }
             | ApiError::BitbucketRedirected { .. }
             | ApiError::UrlNotAllowed { .. }
             | ApiError::AccountMismatch { .. }
     )
+}
+
+/// Scopes as Bitbucket listed them, cleaned: at most 64 plausible scope names.
+fn clean_scopes<'a>(listed: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in listed.into_iter().map(str::trim) {
+        let plausible = !scope.is_empty()
+            && scope.len() <= 64
+            && scope.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, ':' | '_' | '-'));
+        if plausible && !scopes.iter().any(|s| s == scope) && scopes.len() < 64 {
+            scopes.push(scope.to_owned());
+        }
+    }
+    scopes
+}
+
+/// Refused when the scopes make the product's core job impossible.
+fn judge(granted: &[String], capabilities: &Capabilities, how: &str) -> Result<(), ApiError> {
+    let missing = capabilities.core_missing();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let detail = format!(
+        "The credentials work but lack {list}, which importing code and opening pull requests need. {how}: {list}.",
+        list = missing.join(", ")
+    );
+    Err(ApiError::MissingPermissions { missing, granted: granted.to_vec(), detail })
 }
 
 /// Shared handling of answers that mean the same on Cloud and Data Center.

@@ -9,45 +9,73 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Operator exceptions to the internal-address rule (an on-premises Data Center
-/// inside a VPC; the tests' loopback fakes).
+/// Operator exceptions to the internal-address rule: private networks an
+/// on-premises Data Center may live in, and, separately, the hosts that may be
+/// reached over plain HTTP. Neither lets a host name resolve to anything it likes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetPolicy {
-    allowed_hosts: Vec<String>,
     allowed_nets: Vec<IpNet>,
+    plain_http_hosts: Vec<String>,
 }
 
 impl NetPolicy {
-    /// Parses a comma-separated list of host names and CIDRs (`git.corp,10.0.0.0/8`).
+    /// `BITBUCKET_ALLOWED_PRIVATE`: comma-separated CIDRs or addresses (`10.0.0.0/8`).
+    /// Link-local addresses (cloud metadata) stay refused unless a CIDR inside
+    /// the link-local range names them.
     pub fn parse(list: &str) -> Result<Self, String> {
         let mut policy = Self::default();
-        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for item in items(list) {
             if let Ok(net) = item.parse::<IpNet>() {
-                policy.allowed_nets.push(net);
+                policy.allowed_nets.push(net.trunc());
             } else if let Ok(ip) = item.parse::<IpAddr>() {
                 policy.allowed_nets.push(IpNet::from(ip));
-            } else if item.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
-                policy.allowed_hosts.push(item.to_ascii_lowercase());
             } else {
-                return Err(format!("'{item}' is neither a host name nor a CIDR"));
+                return Err(format!(
+                    "'{item}' is not a CIDR or an address; list the networks your Data Center resolves to (host names are not enough: a name can resolve anywhere), and plain-HTTP hosts in BITBUCKET_ALLOWED_HTTP"
+                ));
             }
         }
         Ok(policy)
     }
 
-    pub fn allows_host(&self, host: &str) -> bool {
-        self.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    /// `BITBUCKET_ALLOWED_HTTP`: comma-separated hosts (names or addresses) that
+    /// may be reached over plain `http://`. Their addresses are still judged.
+    pub fn with_plain_http(mut self, list: &str) -> Result<Self, String> {
+        for item in items(list) {
+            let host = item.trim_start_matches('[').trim_end_matches(']');
+            let valid = host.parse::<IpAddr>().is_ok()
+                || host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            if !valid {
+                return Err(format!("'{item}' is not a host name or an address"));
+            }
+            self.plain_http_hosts.push(host.to_ascii_lowercase());
+        }
+        Ok(self)
     }
 
     pub fn allows_ip(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
+        if is_link_local(ip) {
+            return self.allowed_nets.iter().any(|net| net.contains(&ip) && is_link_local(net.network()));
+        }
         !is_internal(ip) || self.allowed_nets.iter().any(|net| net.contains(&ip))
     }
 
-    /// Plain `http://` is only for servers the operator vouched for.
+    /// Plain `http://` is only for hosts the operator listed for it.
     pub fn allows_plain_http(&self, host: &str) -> bool {
-        self.allows_host(host)
-            || parse_ip_host(host).is_some_and(|ip| self.allowed_nets.iter().any(|net| net.contains(&canonical(ip))))
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.plain_http_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+}
+
+fn items(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
 }
 
@@ -101,18 +129,24 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
         || (first & 0xffc0) == 0xfec0 // site-local fec0::/10
         || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
+        || first == 0x2001 && ip.segments()[1] == 0 // Teredo 2001::/32: its IPv4 is obfuscated, refuse it whole
+        || first == 0x64 && ip.segments()[1] == 0xff9b && ip.segments()[2] == 1 // local-use NAT64 64:ff9b:1::/48
         || embedded_v4(ip).is_some_and(is_internal_v4)
 }
 
-/// The IPv4 address inside NAT64 (64:ff9b::/96) and IPv4-compatible (::a.b.c.d) forms.
+/// The IPv4 address inside NAT64 (64:ff9b::/96), IPv4-compatible (::a.b.c.d),
+/// IPv4-translated (::ffff:0:a.b.c.d) and 6to4 (2002:aabb:ccdd::/48) forms.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
-    let v4 = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4] {
-        return Some(v4());
+        return Some(v4(s[6], s[7]));
     }
-    if s[0..6] == [0; 6] {
-        return Some(v4());
+    if s[0..6] == [0; 6] || (s[0..4] == [0; 4] && s[4] == 0xffff && s[5] == 0) {
+        return Some(v4(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return Some(v4(s[1], s[2]));
     }
     None
 }
@@ -168,7 +202,7 @@ impl Resolve for GuardedResolver {
             }
             // One internal address poisons the whole answer: otherwise a rebinding
             // server could hand out a public and a private address together.
-            if !policy.allows_host(&host) && found.iter().any(|addr| !policy.allows_ip(addr.ip())) {
+            if found.iter().any(|addr| !policy.allows_ip(addr.ip())) {
                 return Err(Box::new(BlockedAddress { host }) as _);
             }
             let addrs: Addrs = Box::new(found.into_iter());
@@ -206,6 +240,12 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "::127.0.0.1",
             "ff02::1",
+            "64:ff9b:1::a00:1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(is_internal(ip(text)), "{text} must be internal");
             assert!(!NetPolicy::default().allows_ip(ip(text)), "{text}");
@@ -220,15 +260,26 @@ mod tests {
     }
 
     #[test]
-    fn operators_can_allow_hosts_and_networks() {
-        let policy = NetPolicy::parse("git.corp.example, 10.0.0.0/8,127.0.0.1").unwrap();
+    fn operators_allow_networks_and_plain_http_separately() {
+        let policy = NetPolicy::parse("10.0.0.0/8,127.0.0.1").unwrap();
         assert!(policy.allows_ip(ip("10.9.9.9")));
         assert!(policy.allows_ip(ip("127.0.0.1")));
         assert!(!policy.allows_ip(ip("127.0.0.2")));
         assert!(!policy.allows_ip(ip("192.168.0.1")));
-        assert!(policy.allows_host("GIT.corp.example"));
+        assert!(!policy.allows_plain_http("127.0.0.1"), "a private network is not a licence for plain HTTP");
+        let policy = policy.with_plain_http("git.corp.example,127.0.0.1").unwrap();
+        assert!(policy.allows_plain_http("GIT.corp.example"));
         assert!(policy.allows_plain_http("127.0.0.1"));
         assert!(!policy.allows_plain_http("example.com"));
-        assert!(NetPolicy::parse("http://x").is_err());
+        assert!(NetPolicy::parse("git.corp.example").is_err(), "host names no longer open networks");
+    }
+
+    #[test]
+    fn metadata_stays_refused_unless_a_link_local_cidr_names_it() {
+        let everything = NetPolicy::parse("0.0.0.0/0,::/0").unwrap();
+        assert!(everything.allows_ip(ip("10.0.0.1")));
+        assert!(!everything.allows_ip(ip("169.254.169.254")));
+        assert!(!everything.allows_ip(ip("fe80::1")));
+        assert!(NetPolicy::parse("169.254.169.0/24").unwrap().allows_ip(ip("169.254.169.254")));
     }
 }
