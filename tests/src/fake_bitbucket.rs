@@ -29,6 +29,22 @@ pub const DC_USER: &str = "alice";
 pub const DC_TOKEN: &str = "BBDC-dc-token-good-Mzc1";
 pub const DC_TOKEN_READ_ONLY: &str = "BBDC-dc-token-readonly";
 pub const DC_TOKEN_OF_BOB: &str = "BBDC-dc-token-of-bob";
+/// Brainboard's page: an API token with exactly the four repository and pull-request scopes.
+pub const BRAINBOARD_TOKEN: &str = "ATATT3xFfGF0-four-scopes";
+pub const BRAINBOARD_SCOPES: [&str; 4] = [
+    "read:repository:bitbucket",
+    "write:repository:bitbucket",
+    "read:pullrequest:bitbucket",
+    "write:pullrequest:bitbucket",
+];
+/// Cloud access tokens, bound to `acme/api`, project `acme/OPS` and workspace `acme`.
+pub const REPO_ACCESS_TOKEN: &str = "ATCTT3x-repo-acme-api";
+pub const PROJECT_ACCESS_TOKEN: &str = "ATCTT3x-project-acme-ops";
+pub const WORKSPACE_ACCESS_TOKEN: &str = "ATCTT3x-workspace-acme";
+pub const REPO_ACCESS_TOKEN_READ_ONLY: &str = "ATCTT3x-repo-acme-api-read";
+/// Data Center project (OPS) and repository (OPS/infra) tokens: Bearer only.
+pub const DC_PROJECT_TOKEN: &str = "BBDC-project-ops";
+pub const DC_REPO_TOKEN: &str = "BBDC-repo-ops-infra";
 
 pub const JDOE_UUID: &str = "{4f6d1a2c-8e0b-4c8f-9d1e-2b7a3c5d6e7f}";
 pub const OTHER_UUID: &str = "{9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d}";
@@ -37,6 +53,8 @@ pub const OTHER_UUID: &str = "{9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d}";
 pub struct Recorded {
     pub path: String,
     pub authorized: bool,
+    /// The Authorization header as sent, to prove where secrets went (and did not).
+    pub authorization: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -106,7 +124,34 @@ impl FakeBitbucket {
                 "/huge/2.0/user",
                 get(|| async { ([("content-type", "application/json")], "[".repeat(1024 * 1024)) }),
             )
+            .route("/cloud/2.0/repositories/{workspace}/{repo}", get(cloud_repository))
+            .route("/cloud/2.0/workspaces/{workspace}/projects/{key}", get(cloud_project))
+            .route("/cloud/2.0/workspaces/{workspace}", get(cloud_workspace))
+            .route(
+                "/impostor/2.0/user",
+                get(|| async { ([("content-type", "application/json")], r#"{"account_id":"x"}"#) }),
+            )
+            .route(
+                "/anonymous/2.0/user",
+                get(|| async {
+                    (
+                        [("content-type", "application/json"), ("x-oauth-scopes", TOKEN_SCOPES)],
+                        r#"{"type":"user","display_name":"Nobody","nickname":"nobody"}"#,
+                    )
+                }),
+            )
+            .route(
+                "/bloated/2.0/user",
+                get(|| async {
+                    let mut body = cloud_user_body(JDOE_UUID, &format!("<img src=x onerror=alert(1)>{}\u{202e}", "J".repeat(200_000)), "jdoe");
+                    body["scopes_note"] = json!("x");
+                    let scopes = (0..500).map(|i| format!("scope:{i}")).collect::<Vec<_>>().join(", ");
+                    json_response(StatusCode::OK, &[("x-oauth-scopes", &format!("{TOKEN_SCOPES}, {scopes}"))], body)
+                }),
+            )
             .route("/dc/rest/api/1.0/application-properties", get(dc_properties))
+            .route("/dc/rest/api/1.0/projects/{key}", get(dc_project))
+            .route("/dc/rest/api/1.0/projects/{key}/repos/{slug}", get(dc_repository))
             .route("/dc/rest/api/1.0/users/{slug}", get(dc_user))
             .route("/dc/rest/api/1.0/repos", get(dc_repos))
             .route(
@@ -188,8 +233,9 @@ async fn record(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let recorded =
-        Recorded { path: request.uri().path().to_owned(), authorized: request.headers().contains_key("authorization") };
+        Recorded { path: request.uri().path().to_owned(), authorized: authorization.is_some(), authorization };
     shared.requests.lock().unwrap().push(recorded);
     next.run(request).await
 }
@@ -272,6 +318,17 @@ async fn cloud_user(State(shared): State<Shared>, headers: HeaderMap) -> Respons
             &[("x-oauth-scopes", TOKEN_SCOPES), ("x-credential-type", "api_token")],
             cloud_user_body(OTHER_UUID, "Someone Else", "someone"),
         ),
+        (API_TOKEN_EMAIL, BRAINBOARD_TOKEN) => json_response(
+            StatusCode::FORBIDDEN,
+            &[("x-credential-type", "api_token"), ("x-accepted-oauth-scopes", "read:user:bitbucket")],
+            json!({
+                "type": "error",
+                "error": {
+                    "message": "Your credentials lack one or more required privilege scopes.",
+                    "detail": {"granted": BRAINBOARD_SCOPES, "required": ["read:user:bitbucket"]}
+                }
+            }),
+        ),
         (API_TOKEN_EMAIL, API_TOKEN_NO_ACCOUNT_SCOPE) => json_response(
             StatusCode::FORBIDDEN,
             &[("x-credential-type", "api_token"), ("x-accepted-oauth-scopes", "read:user:bitbucket")],
@@ -346,7 +403,13 @@ async fn dc_repos(
     Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(authenticated) = dc_authenticate(&shared, &headers) else { return dc_unauthorized() };
+    // Project and repository tokens authenticate as a service user; Data Center
+    // does not document which name X-AUSERNAME carries for them.
+    let authenticated = match (dc_authenticate(&shared, &headers), dc_bearer(&shared, &headers)) {
+        (Some(user), _) => user,
+        (None, Some(_)) => "service-user",
+        (None, None) => return dc_unauthorized(),
+    };
     let read_only = basic(&headers).is_some_and(|(_, token)| token == DC_TOKEN_READ_ONLY);
     let wants_write = query.get("permission").map(String::as_str) == Some("REPO_WRITE");
     let values = if wants_write && read_only {
@@ -360,4 +423,88 @@ async fn dc_repos(
         &[("x-ausername", authenticated)],
         json!({"size": size, "limit": 1, "isLastPage": size == 0, "values": values, "start": 0}),
     )
+}
+
+/// Which access token a Bearer header carries, unless revoked.
+fn bearer<'a>(shared: &Shared, headers: &'a HeaderMap) -> Option<&'a str> {
+    let token = headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")?;
+    (!shared.revoked.lock().unwrap().contains(token)).then_some(token)
+}
+
+fn cloud_error(status: StatusCode, message: &str) -> Response {
+    json_response(status, &[], json!({"type": "error", "error": {"message": message}}))
+}
+
+/// A Cloud access token on a resource: 200 for its own, 403 for anything else.
+fn cloud_resource(shared: &Shared, headers: &HeaderMap, allowed: &[&str], body: serde_json::Value) -> Response {
+    let Some(token) = bearer(shared, headers) else {
+        return cloud_error(StatusCode::UNAUTHORIZED, "Token is invalid, expired, or not supported for this endpoint.");
+    };
+    let (kind, scopes) = match token {
+        REPO_ACCESS_TOKEN => ("repo_access_token", "repository:write, pullrequest:write"),
+        REPO_ACCESS_TOKEN_READ_ONLY => ("repo_access_token", "repository, pullrequest"),
+        PROJECT_ACCESS_TOKEN => ("project_access_token", "repository:write, pullrequest:write, project"),
+        WORKSPACE_ACCESS_TOKEN => ("workspace_access_token", "repository:admin, pullrequest:write, project, webhook"),
+        _ => return cloud_error(StatusCode::UNAUTHORIZED, "Token is invalid, expired, or not supported for this endpoint."),
+    };
+    if !allowed.contains(&token) {
+        return cloud_error(StatusCode::FORBIDDEN, "Access denied. You must have write or admin access.");
+    }
+    json_response(StatusCode::OK, &[("x-oauth-scopes", scopes), ("x-credential-type", kind)], body)
+}
+
+async fn cloud_repository(
+    State(shared): State<Shared>,
+    Path((workspace, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let allowed: &[&str] = if (workspace.as_str(), repo.as_str()) == ("acme", "api") {
+        &[REPO_ACCESS_TOKEN, REPO_ACCESS_TOKEN_READ_ONLY, PROJECT_ACCESS_TOKEN, WORKSPACE_ACCESS_TOKEN]
+    } else {
+        &[]
+    };
+    let body = json!({"type": "repository", "uuid": "{7d1e2b7a-0000-4000-8000-000000000001}", "full_name": format!("{workspace}/{repo}"), "slug": repo});
+    cloud_resource(&shared, &headers, allowed, body)
+}
+
+async fn cloud_project(
+    State(shared): State<Shared>,
+    Path((workspace, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let allowed: &[&str] =
+        if (workspace.as_str(), key.as_str()) == ("acme", "OPS") { &[PROJECT_ACCESS_TOKEN, WORKSPACE_ACCESS_TOKEN] } else { &[] };
+    let body = json!({"type": "project", "uuid": "{7d1e2b7a-0000-4000-8000-000000000002}", "key": key, "name": "Operations"});
+    cloud_resource(&shared, &headers, allowed, body)
+}
+
+async fn cloud_workspace(State(shared): State<Shared>, Path(workspace): Path<String>, headers: HeaderMap) -> Response {
+    let allowed: &[&str] = if workspace == "acme" { &[WORKSPACE_ACCESS_TOKEN] } else { &[] };
+    let body = json!({"type": "workspace", "uuid": "{7d1e2b7a-0000-4000-8000-000000000003}", "slug": workspace, "name": "Acme"});
+    cloud_resource(&shared, &headers, allowed, body)
+}
+
+/// Data Center project and repository tokens: Bearer only; Basic with them fails.
+fn dc_bearer<'a>(shared: &Shared, headers: &'a HeaderMap) -> Option<&'a str> {
+    bearer(shared, headers).filter(|t| [DC_PROJECT_TOKEN, DC_REPO_TOKEN].contains(t))
+}
+
+async fn dc_project(State(shared): State<Shared>, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    let Some(token) = dc_bearer(&shared, &headers) else { return dc_unauthorized() };
+    if key != "OPS" || token != DC_PROJECT_TOKEN {
+        return json_response(StatusCode::NOT_FOUND, &[], json!({"errors": [{"message": format!("Project {key} does not exist.")}]}));
+    }
+    json_response(StatusCode::OK, &[], json!({"key": "OPS", "id": 1, "name": "Operations", "public": false, "type": "NORMAL"}))
+}
+
+async fn dc_repository(
+    State(shared): State<Shared>,
+    Path((key, slug)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(_) = dc_bearer(&shared, &headers) else { return dc_unauthorized() };
+    if (key.as_str(), slug.as_str()) != ("OPS", "infra") {
+        return json_response(StatusCode::NOT_FOUND, &[], json!({"errors": [{"message": format!("Repository {key}/{slug} does not exist.")}]}));
+    }
+    json_response(StatusCode::OK, &[], json!({"slug": "infra", "id": 7, "name": "infra", "project": {"key": "OPS"}}))
 }

@@ -55,6 +55,13 @@ pub const KNOWN_SECRETS: &[&str] = &[
     crate::fake_bitbucket::DC_TOKEN,
     crate::fake_bitbucket::DC_TOKEN_READ_ONLY,
     crate::fake_bitbucket::DC_TOKEN_OF_BOB,
+    crate::fake_bitbucket::BRAINBOARD_TOKEN,
+    crate::fake_bitbucket::REPO_ACCESS_TOKEN,
+    crate::fake_bitbucket::REPO_ACCESS_TOKEN_READ_ONLY,
+    crate::fake_bitbucket::PROJECT_ACCESS_TOKEN,
+    crate::fake_bitbucket::WORKSPACE_ACCESS_TOKEN,
+    crate::fake_bitbucket::DC_PROJECT_TOKEN,
+    crate::fake_bitbucket::DC_REPO_TOKEN,
 ];
 
 /// Checks, when a test ends, that nothing logged so far holds a known secret.
