@@ -151,7 +151,9 @@ impl Resource {
             [ws, repo, ..] if is_url => (vec![ws, repo], Some(Bound::Repository)),
             [ws] => (vec![ws], None),
             [a, b] => (vec![a, b], None),
-            _ => return Err("must be a repository, project or workspace: 'workspace/repo', or the address of its page"),
+            _ => {
+                return Err("must be a repository, project or workspace: 'workspace/repo', or the address of its page");
+            }
         };
         let parts: Vec<String> = parts.iter().map(|p| p.trim_end_matches(".git").to_owned()).collect();
         let valid = |p: &String| {
@@ -162,7 +164,9 @@ impl Resource {
                 && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
         };
         if !parts.iter().all(valid) {
-            return Err("must name a repository, project or workspace by its slug or key (letters, digits, '-', '_', '.')");
+            return Err(
+                "must name a repository, project or workspace by its slug or key (letters, digits, '-', '_', '.')",
+            );
         }
         Ok(Self { parts, hint })
     }

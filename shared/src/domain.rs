@@ -214,11 +214,8 @@ impl Account {
 /// Text copied from a Bitbucket answer, made safe to store and show: control
 /// and invisible formatting characters dropped, whitespace trimmed, length capped.
 pub fn clean_text(text: &str) -> Option<String> {
-    let cleaned: String = text
-        .chars()
-        .filter(|c| !c.is_control() && !is_invisible_format(*c))
-        .take(ACCOUNT_FIELD_MAX_CHARS)
-        .collect();
+    let cleaned: String =
+        text.chars().filter(|c| !c.is_control() && !is_invisible_format(*c)).take(ACCOUNT_FIELD_MAX_CHARS).collect();
     let trimmed = cleaned.trim();
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }
@@ -451,12 +448,22 @@ mod tests {
     fn expiry_shows_in_the_status() {
         let now = now();
         let id = ConnectionId::new();
-        let new = |expires_at| NewConnection { id: &id, name: "w", url: "u", username: None, resource: None, expires_at };
+        let new =
+            |expires_at| NewConnection { id: &id, name: "w", url: "u", username: None, resource: None, expires_at };
         let verification = crate::verify::Verification::for_tests();
         let at = |days| Some(now + time::Duration::days(days));
-        assert_eq!(Connection::verified(new(at(30)), verification.clone(), now).with_status_at(now).status, Status::Verified);
-        assert_eq!(Connection::verified(new(at(10)), verification.clone(), now).with_status_at(now).status, Status::Expiring);
-        assert_eq!(Connection::verified(new(at(-1)), verification.clone(), now).with_status_at(now).status, Status::Expired);
+        assert_eq!(
+            Connection::verified(new(at(30)), verification.clone(), now).with_status_at(now).status,
+            Status::Verified
+        );
+        assert_eq!(
+            Connection::verified(new(at(10)), verification.clone(), now).with_status_at(now).status,
+            Status::Expiring
+        );
+        assert_eq!(
+            Connection::verified(new(at(-1)), verification.clone(), now).with_status_at(now).status,
+            Status::Expired
+        );
         let mut invalid = Connection::verified(new(at(-1)), verification, now);
         invalid.record_failure("invalid_credentials", String::new(), now);
         assert_eq!(invalid.with_status_at(now).status, Status::Invalid);

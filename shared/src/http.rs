@@ -39,9 +39,12 @@ pub fn principal(request: &Request, identity: Identity) -> Result<Owner, ApiErro
 
 fn from_loopback(request: &Request) -> bool {
     match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(context)) => {
-            context.http.source_ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok()).is_some_and(|ip| ip.is_loopback())
-        }
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip.is_loopback()),
         _ => false,
     }
 }

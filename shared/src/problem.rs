@@ -277,13 +277,16 @@ impl ApiError {
                 )]);
             }
             Self::SecretRequired | Self::SecretUnreadable => {
-                body["errors"] = serde_json::json!([FieldError::new("password", self.code(), "enter the password or token again")]);
+                body["errors"] =
+                    serde_json::json!([FieldError::new("password", self.code(), "enter the password or token again")]);
             }
             Self::InvalidCredentials { .. } | Self::AppPasswordRetired => {
-                body["errors"] = serde_json::json!([FieldError::new("password", self.code(), "was refused by Bitbucket")]);
+                body["errors"] =
+                    serde_json::json!([FieldError::new("password", self.code(), "was refused by Bitbucket")]);
             }
             Self::WrongResource { .. } => {
-                body["errors"] = serde_json::json!([FieldError::new("resource", self.code(), "is not what this token belongs to")]);
+                body["errors"] =
+                    serde_json::json!([FieldError::new("resource", self.code(), "is not what this token belongs to")]);
             }
             Self::MissingPermissions { missing, granted, .. } => {
                 body["missing_scopes"] = serde_json::json!(missing);

@@ -129,6 +129,7 @@ pub struct Call {
     pub headers: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    pub source_ip: String,
 }
 
 impl Call {
@@ -140,6 +141,7 @@ impl Call {
             headers: Vec::new(),
             query: Vec::new(),
             body: None,
+            source_ip: "203.0.113.7".into(),
         }
     }
 
@@ -159,6 +161,12 @@ impl Call {
     /// Signed in as `sub` (the JWT authorizer's claim).
     pub fn user(mut self, sub: &str) -> Self {
         self.user = Some(sub.into());
+        self
+    }
+
+    /// The address API Gateway saw the request come from.
+    pub fn from_ip(mut self, ip: &str) -> Self {
+        ip.clone_into(&mut self.source_ip);
         self
     }
 
@@ -214,7 +222,7 @@ impl Call {
                 "apiId": "api1234567",
                 "domainName": "api1234567.execute-api.eu-west-1.amazonaws.com",
                 "domainPrefix": "api1234567",
-                "http": {"method": self.method, "path": self.path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "tests"},
+                "http": {"method": self.method, "path": self.path, "protocol": "HTTP/1.1", "sourceIp": self.source_ip, "userAgent": "tests"},
                 "requestId": "req-test-1",
                 "routeKey": route_key,
                 "stage": "$default",

@@ -143,7 +143,11 @@ impl FakeBitbucket {
             .route(
                 "/bloated/2.0/user",
                 get(|| async {
-                    let mut body = cloud_user_body(JDOE_UUID, &format!("<img src=x onerror=alert(1)>{}\u{202e}", "J".repeat(200_000)), "jdoe");
+                    let mut body = cloud_user_body(
+                        JDOE_UUID,
+                        &format!("<img src=x onerror=alert(1)>{}\u{202e}", "J".repeat(200_000)),
+                        "jdoe",
+                    );
                     body["scopes_note"] = json!("x");
                     let scopes = (0..500).map(|i| format!("scope:{i}")).collect::<Vec<_>>().join(", ");
                     json_response(StatusCode::OK, &[("x-oauth-scopes", &format!("{TOKEN_SCOPES}, {scopes}"))], body)
@@ -445,7 +449,12 @@ fn cloud_resource(shared: &Shared, headers: &HeaderMap, allowed: &[&str], body: 
         REPO_ACCESS_TOKEN_READ_ONLY => ("repo_access_token", "repository, pullrequest"),
         PROJECT_ACCESS_TOKEN => ("project_access_token", "repository:write, pullrequest:write, project"),
         WORKSPACE_ACCESS_TOKEN => ("workspace_access_token", "repository:admin, pullrequest:write, project, webhook"),
-        _ => return cloud_error(StatusCode::UNAUTHORIZED, "Token is invalid, expired, or not supported for this endpoint."),
+        _ => {
+            return cloud_error(
+                StatusCode::UNAUTHORIZED,
+                "Token is invalid, expired, or not supported for this endpoint.",
+            );
+        }
     };
     if !allowed.contains(&token) {
         return cloud_error(StatusCode::FORBIDDEN, "Access denied. You must have write or admin access.");
@@ -472,9 +481,13 @@ async fn cloud_project(
     Path((workspace, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let allowed: &[&str] =
-        if (workspace.as_str(), key.as_str()) == ("acme", "OPS") { &[PROJECT_ACCESS_TOKEN, WORKSPACE_ACCESS_TOKEN] } else { &[] };
-    let body = json!({"type": "project", "uuid": "{7d1e2b7a-0000-4000-8000-000000000002}", "key": key, "name": "Operations"});
+    let allowed: &[&str] = if (workspace.as_str(), key.as_str()) == ("acme", "OPS") {
+        &[PROJECT_ACCESS_TOKEN, WORKSPACE_ACCESS_TOKEN]
+    } else {
+        &[]
+    };
+    let body =
+        json!({"type": "project", "uuid": "{7d1e2b7a-0000-4000-8000-000000000002}", "key": key, "name": "Operations"});
     cloud_resource(&shared, &headers, allowed, body)
 }
 
@@ -492,9 +505,17 @@ fn dc_bearer<'a>(shared: &Shared, headers: &'a HeaderMap) -> Option<&'a str> {
 async fn dc_project(State(shared): State<Shared>, Path(key): Path<String>, headers: HeaderMap) -> Response {
     let Some(token) = dc_bearer(&shared, &headers) else { return dc_unauthorized() };
     if key != "OPS" || token != DC_PROJECT_TOKEN {
-        return json_response(StatusCode::NOT_FOUND, &[], json!({"errors": [{"message": format!("Project {key} does not exist.")}]}));
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &[],
+            json!({"errors": [{"message": format!("Project {key} does not exist.")}]}),
+        );
     }
-    json_response(StatusCode::OK, &[], json!({"key": "OPS", "id": 1, "name": "Operations", "public": false, "type": "NORMAL"}))
+    json_response(
+        StatusCode::OK,
+        &[],
+        json!({"key": "OPS", "id": 1, "name": "Operations", "public": false, "type": "NORMAL"}),
+    )
 }
 
 async fn dc_repository(
@@ -504,7 +525,11 @@ async fn dc_repository(
 ) -> Response {
     let Some(_) = dc_bearer(&shared, &headers) else { return dc_unauthorized() };
     if (key.as_str(), slug.as_str()) != ("OPS", "infra") {
-        return json_response(StatusCode::NOT_FOUND, &[], json!({"errors": [{"message": format!("Repository {key}/{slug} does not exist.")}]}));
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &[],
+            json!({"errors": [{"message": format!("Repository {key}/{slug} does not exist.")}]}),
+        );
     }
     json_response(StatusCode::OK, &[], json!({"slug": "infra", "id": 7, "name": "infra", "project": {"key": "OPS"}}))
 }

@@ -110,7 +110,8 @@ async fn every_kind_lives_through_add_get_rename_verify_delete() {
             assert_eq!(created.json["capabilities"][capability]["enabled"], true, "{}: {capability}", kind.name);
         }
         let calls = &fake.requests()[seen_before..];
-        let proof = calls.iter().find(|r| r.path == kind.verified_at).unwrap_or_else(|| panic!("{}: {calls:?}", kind.name));
+        let proof =
+            calls.iter().find(|r| r.path == kind.verified_at).unwrap_or_else(|| panic!("{}: {calls:?}", kind.name));
         let scheme = proof.authorization.as_deref().unwrap_or_default().split(' ').next().unwrap_or_default();
         assert_eq!(scheme, kind.auth_scheme, "{}", kind.name);
         if kind.auth_scheme == "Bearer" {
@@ -124,13 +125,30 @@ async fn every_kind_lives_through_add_get_rename_verify_delete() {
 
         let path = format!("/connections/{}", created.json["id"].as_str().unwrap());
         let read = send(&api, Call::get(&path)).await;
-        assert_eq!((read.status, &read.json["credential_type"]), (200, &created.json["credential_type"]), "{}", kind.name);
+        assert_eq!(
+            (read.status, &read.json["credential_type"]),
+            (200, &created.json["credential_type"]),
+            "{}",
+            kind.name
+        );
         assert_eq!(read.json["resource"], created.json["resource"], "{}", kind.name);
 
-        let renamed = send(&api, Call::patch(&path).header("if-match", "\"1\"").json(json!({"name": format!("{} renamed", kind.credential_type)}))).await;
+        let renamed = send(
+            &api,
+            Call::patch(&path)
+                .header("if-match", "\"1\"")
+                .json(json!({"name": format!("{} renamed", kind.credential_type)})),
+        )
+        .await;
         assert_eq!(renamed.status, 200, "{}: {}", kind.name, renamed.text);
         let verified = send(&api, Call::post(format!("{path}/verify"))).await;
-        assert_eq!((verified.status, &verified.json["status"]), (200, &json!("verified")), "{}: {}", kind.name, verified.text);
+        assert_eq!(
+            (verified.status, &verified.json["status"]),
+            (200, &json!("verified")),
+            "{}: {}",
+            kind.name,
+            verified.text
+        );
         let deleted = send(&api, Call::delete(&path)).await;
         assert_eq!(deleted.status, 204, "{}", kind.name);
         assert_eq!(send(&api, Call::get(&path)).await.status, 404, "{}", kind.name);
@@ -163,16 +181,76 @@ async fn each_kind_is_refused_for_its_own_reasons() {
     let cloud = fake.url("cloud");
     let dc = fake.url("dc");
     let cases = [
-        ("repo token on another repository", json!({"name": "x", "url": cloud, "password": REPO_ACCESS_TOKEN, "resource": "acme/web"}), 422, "wrong_resource", Some("resource")),
-        ("workspace token checked as a project token", json!({"name": "x", "url": cloud, "password": REPO_ACCESS_TOKEN, "credential_type": "project_access_token", "resource": "acme/OPS"}), 422, "wrong_resource", Some("resource")),
-        ("read-only repo token", json!({"name": "x", "url": cloud, "password": REPO_ACCESS_TOKEN_READ_ONLY, "resource": "acme/api"}), 422, "missing_permissions", None),
-        ("revoked-looking access token", json!({"name": "x", "url": cloud, "password": "ATCTT3x-unknown", "resource": "acme/api"}), 422, "invalid_credentials", Some("password")),
-        ("access token without its resource", json!({"name": "x", "url": cloud, "password": REPO_ACCESS_TOKEN, "credential_type": "repository_access_token"}), 422, "validation_failed", Some("resource")),
-        ("access token with a username", json!({"name": "x", "url": cloud, "username": "jdoe", "password": REPO_ACCESS_TOKEN, "credential_type": "repository_access_token", "resource": "acme/api"}), 422, "validation_failed", Some("username")),
-        ("API token without a username", json!({"name": "x", "url": cloud, "password": API_TOKEN, "credential_type": "api_token"}), 422, "validation_failed", Some("username")),
-        ("DC project token on another project", json!({"name": "x", "url": dc, "password": DC_PROJECT_TOKEN, "resource": "WEB"}), 422, "wrong_resource", Some("resource")),
-        ("DC repo token as a Cloud kind", json!({"name": "x", "url": dc, "password": DC_REPO_TOKEN, "credential_type": "repository_access_token", "resource": "OPS/infra"}), 422, "validation_failed", Some("credential_type")),
-        ("rejected app password", json!({"name": "x", "url": cloud, "username": APP_PASSWORD_USER, "password": "retired"}), 422, "app_password_retired", Some("password")),
+        (
+            "repo token on another repository",
+            json!({"name": "x", "url": cloud, "password": REPO_ACCESS_TOKEN, "resource": "acme/web"}),
+            422,
+            "wrong_resource",
+            Some("resource"),
+        ),
+        (
+            "workspace token checked as a project token",
+            json!({"name": "x", "url": cloud, "password": REPO_ACCESS_TOKEN, "credential_type": "project_access_token", "resource": "acme/OPS"}),
+            422,
+            "wrong_resource",
+            Some("resource"),
+        ),
+        (
+            "read-only repo token",
+            json!({"name": "x", "url": cloud, "password": REPO_ACCESS_TOKEN_READ_ONLY, "resource": "acme/api"}),
+            422,
+            "missing_permissions",
+            None,
+        ),
+        (
+            "revoked-looking access token",
+            json!({"name": "x", "url": cloud, "password": "ATCTT3x-unknown", "resource": "acme/api"}),
+            422,
+            "invalid_credentials",
+            Some("password"),
+        ),
+        (
+            "access token without its resource",
+            json!({"name": "x", "url": cloud, "password": REPO_ACCESS_TOKEN, "credential_type": "repository_access_token"}),
+            422,
+            "validation_failed",
+            Some("resource"),
+        ),
+        (
+            "access token with a username",
+            json!({"name": "x", "url": cloud, "username": "jdoe", "password": REPO_ACCESS_TOKEN, "credential_type": "repository_access_token", "resource": "acme/api"}),
+            422,
+            "validation_failed",
+            Some("username"),
+        ),
+        (
+            "API token without a username",
+            json!({"name": "x", "url": cloud, "password": API_TOKEN, "credential_type": "api_token"}),
+            422,
+            "validation_failed",
+            Some("username"),
+        ),
+        (
+            "DC project token on another project",
+            json!({"name": "x", "url": dc, "password": DC_PROJECT_TOKEN, "resource": "WEB"}),
+            422,
+            "wrong_resource",
+            Some("resource"),
+        ),
+        (
+            "DC repo token as a Cloud kind",
+            json!({"name": "x", "url": dc, "password": DC_REPO_TOKEN, "credential_type": "repository_access_token", "resource": "OPS/infra"}),
+            422,
+            "validation_failed",
+            Some("credential_type"),
+        ),
+        (
+            "rejected app password",
+            json!({"name": "x", "url": cloud, "username": APP_PASSWORD_USER, "password": "retired"}),
+            422,
+            "app_password_retired",
+            Some("password"),
+        ),
     ];
     for (case, body, status, code, field) in cases {
         let reply = send(&api, Call::post("/connections").json(body)).await;
@@ -190,7 +268,13 @@ async fn a_stored_app_password_that_bitbucket_now_rejects_is_marked_retired() {
     let _logs = blackbox::logs::guard();
     let fake = FakeBitbucket::start().await;
     let (api, _aws) = Api::on_moto(test_settings()).await;
-    let created = send(&api, Call::post("/connections").json(json!({"name": "old", "url": fake.url("cloud"), "username": APP_PASSWORD_USER, "password": APP_PASSWORD}))).await;
+    let created = send(
+        &api,
+        Call::post("/connections").json(
+            json!({"name": "old", "url": fake.url("cloud"), "username": APP_PASSWORD_USER, "password": APP_PASSWORD}),
+        ),
+    )
+    .await;
     assert_eq!(created.status, 201, "{}", created.text);
     fake.revoke(APP_PASSWORD);
     let path = format!("/connections/{}", created.json["id"].as_str().unwrap());

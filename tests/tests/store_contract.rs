@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use blackbox::emulator;
 use connections::credential::Capabilities;
-use connections::domain::{Account, Connection, ConnectionId, CredentialType, NewConnection, Owner, Provider, Status, now};
+use connections::domain::{
+    Account, Connection, ConnectionId, CredentialType, NewConnection, Owner, Provider, Status, now,
+};
 use connections::seal::Sealed;
 use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore, Expected, StoreError};
 use connections::verify::Verification;

@@ -68,7 +68,9 @@ impl EmbeddedStore {
         loop {
             match Self::try_open(path) {
                 Ok(db) => return Ok(Self { db: Arc::new(Mutex::new(db)) }),
-                Err(e) if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && started.elapsed().as_secs() < 10 => {
+                Err(e)
+                    if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && started.elapsed().as_secs() < 10 =>
+                {
                     std::thread::sleep(std::time::Duration::from_millis(20 + u64::from(fastrand::u8(..))));
                 }
                 Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
@@ -257,7 +259,9 @@ impl ConnectionStore for EmbeddedStore {
                 .map_err(sql_error)?;
             match (stored, expected) {
                 (None, _) => return Err(StoreError::NotFound),
-                (Some(stored), Some(expected)) if !expected.contains(&stored) => return Err(StoreError::VersionMismatch),
+                (Some(stored), Some(expected)) if !expected.contains(&stored) => {
+                    return Err(StoreError::VersionMismatch);
+                }
                 _ => {}
             }
             tx.execute("DELETE FROM connections WHERE owner = ?1 AND id = ?2", [&owner, &id]).map_err(sql_error)?;
@@ -271,9 +275,14 @@ impl ConnectionStore for EmbeddedStore {
         let (window, left) = verification_window(now);
         self.with_db(move |db| {
             let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql_error)?;
-            tx.execute("DELETE FROM verifications WHERE owner = ?1 AND window < ?2", params![owner, window]).map_err(sql_error)?;
+            tx.execute("DELETE FROM verifications WHERE owner = ?1 AND window < ?2", params![owner, window])
+                .map_err(sql_error)?;
             let count: u32 = tx
-                .query_row("SELECT count FROM verifications WHERE owner = ?1 AND window = ?2", params![owner, window], |r| r.get(0))
+                .query_row(
+                    "SELECT count FROM verifications WHERE owner = ?1 AND window = ?2",
+                    params![owner, window],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(sql_error)?
                 .unwrap_or(0);

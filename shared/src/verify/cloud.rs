@@ -15,14 +15,22 @@ use crate::problem::ApiError;
 const API_TOKEN_HOW: &str = "Create an API token with scopes (Atlassian account settings > Security > API tokens > Create API token with scopes > Bitbucket) and select";
 const CLASSIC_HOW: &str = "Create a new token with read-write access to Repositories and Pull requests, that is";
 
-pub async fn verify(http: &BitbucketHttp, claim: &Claim<'_>, declared: CredentialType) -> Result<Verification, ApiError> {
+pub async fn verify(
+    http: &BitbucketHttp,
+    claim: &Claim<'_>,
+    declared: CredentialType,
+) -> Result<Verification, ApiError> {
     match declared.bound_to() {
         Some(bound) => verify_access_token(http, claim, declared, bound).await,
         None => verify_login(http, claim, declared).await,
     }
 }
 
-async fn verify_login(http: &BitbucketHttp, claim: &Claim<'_>, declared: CredentialType) -> Result<Verification, ApiError> {
+async fn verify_login(
+    http: &BitbucketHttp,
+    claim: &Claim<'_>,
+    declared: CredentialType,
+) -> Result<Verification, ApiError> {
     let host = host(claim);
     let reply = http.get(claim.url.join(&["user"]), Auth::Basic(claim.username(), claim.secret)).await?;
     let kind = reply.header("x-credential-type").and_then(CredentialType::from_cloud_header).unwrap_or(declared);
@@ -31,10 +39,18 @@ async fn verify_login(http: &BitbucketHttp, claim: &Claim<'_>, declared: Credent
             let user = reply.json().ok_or_else(|| not_json(&host))?;
             let text = |key: &str| user.get(key).and_then(Value::as_str);
             // `username` may be absent since Bitbucket's privacy changes; `nickname` remains.
-            let account = Account::new(text("uuid"), text("account_id"), text("display_name"), text("username").or(text("nickname")))
-                .ok_or_else(|| not_bitbucket(&host, "named no account (uuid or account_id)"))?;
+            let account = Account::new(
+                text("uuid"),
+                text("account_id"),
+                text("display_name"),
+                text("username").or(text("nickname")),
+            )
+            .ok_or_else(|| not_bitbucket(&host, "named no account (uuid or account_id)"))?;
             let scopes = reply.header("x-oauth-scopes").map(|list| clean_scopes(list.split(',')));
-            (Some(account), scopes.ok_or_else(|| not_bitbucket(&host, "did not report the granted scopes (x-oauth-scopes)"))?)
+            (
+                Some(account),
+                scopes.ok_or_else(|| not_bitbucket(&host, "did not report the granted scopes (x-oauth-scopes)"))?,
+            )
         }
         401 => return Err(rejected(claim, kind)),
         // Valid credentials without the scope `/user` needs: the 403 lists what was granted.
@@ -45,7 +61,9 @@ async fn verify_login(http: &BitbucketHttp, claim: &Claim<'_>, declared: Credent
                 return Err(ApiError::MissingPermissions {
                     missing: vec![scope.to_owned()],
                     granted: Vec::new(),
-                    detail: format!("Bitbucket refused to show the account and did not say which scopes the credentials have. Add the {scope} scope."),
+                    detail: format!(
+                        "Bitbucket refused to show the account and did not say which scopes the credentials have. Add the {scope} scope."
+                    ),
                 });
             }
         },
@@ -64,7 +82,9 @@ async fn verify_login(http: &BitbucketHttp, claim: &Claim<'_>, declared: Credent
         });
     }
     let login = match kind {
-        CredentialType::AppPassword => account.as_ref().and_then(|a| a.username.as_deref()).or(claim.username.map(|u| u.as_str())),
+        CredentialType::AppPassword => {
+            account.as_ref().and_then(|a| a.username.as_deref()).or(claim.username.map(|u| u.as_str()))
+        }
         _ => None,
     };
     Ok(Verification {

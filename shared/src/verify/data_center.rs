@@ -86,7 +86,8 @@ async fn prove_user(http: &BitbucketHttp, claim: &Claim<'_>, host: &str) -> Resu
 /// A project or repository token: Bearer on the resource it is bound to.
 async fn prove_resource(http: &BitbucketHttp, claim: &Claim<'_>, bound: Bound, host: &str) -> Result<(), ApiError> {
     let parts: Vec<&str> = claim.resource.map(|r| r.parts.iter().map(String::as_str).collect()).unwrap_or_default();
-    let (mut path, what) = (vec![API[0], API[1], API[2], "projects"], if bound == Bound::Project { "project" } else { "repository" });
+    let (mut path, what) =
+        (vec![API[0], API[1], API[2], "projects"], if bound == Bound::Project { "project" } else { "repository" });
     match (bound, parts.as_slice()) {
         (Bound::Project, [key]) => path.push(key),
         (Bound::Repository, [key, slug]) => path.extend([*key, "repos", *slug]),

@@ -1,0 +1,306 @@
+//! What an attacker's review found, each pinned by a test that failed before
+//! its fix: secrets follow no new origin, Bitbucket must prove itself, its
+//! answers are capped, one owner cannot starve others, writes hold under
+//! DynamoDB's transaction conflicts, and local-only switches stay local.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use blackbox::api::{Api, Call, Reply, test_settings};
+use blackbox::fake_bitbucket::*;
+use connections::domain::Owner;
+use connections::http::Identity;
+use connections::seal::{KmsSealer, SealContext, SealError, Sealed, Sealer};
+use connections::secret::Secret;
+use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore};
+use serde_json::{Value, json};
+
+fn token(fake: &FakeBitbucket, name: &str) -> Value {
+    json!({"name": name, "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN})
+}
+
+fn path_of(reply: &Reply) -> String {
+    format!("/connections/{}", reply.json["id"].as_str().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_stored_secret_never_goes_to_a_new_origin() {
+    let _logs = blackbox::logs::guard();
+    let home = FakeBitbucket::start().await;
+    let attacker = FakeBitbucket::start().await;
+    let (api, _aws) = Api::on_moto(test_settings()).await;
+    let created = api.send(Call::post("/connections").user("alice").json(token(&home, "work"))).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let path = path_of(&created);
+
+    let moved = api.send(Call::patch(&path).user("alice").json(json!({"url": attacker.url("cloud")}))).await;
+    assert_eq!((moved.status, moved.code()), (422, "secret_required"), "{}", moved.text);
+    assert_eq!(moved.json["errors"][0]["field"], "password");
+    let verified = api.send(Call::post(format!("{path}/verify")).user("alice")).await;
+    assert_eq!(verified.status, 200);
+    assert_eq!(api.send(Call::get(&path).user("alice")).await.json["url"], home.url("cloud"), "the URL did not change");
+    assert!(attacker.requests().is_empty(), "the other server saw: {:?}", attacker.requests());
+
+    // With the secret typed again, moving is the user's informed choice.
+    let with_secret = api
+        .send(Call::patch(&path).user("alice").json(json!({"url": attacker.url("cloud"), "password": API_TOKEN})))
+        .await;
+    assert_eq!(with_secret.status, 200, "{}", with_secret.text);
+}
+
+#[tokio::test]
+async fn a_server_must_prove_it_is_bitbucket() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::embedded(dir.path(), test_settings());
+    for (behaviour, why) in [("impostor", "scopes"), ("anonymous", "account")] {
+        let body = json!({"name": "x", "url": fake.url(behaviour), "username": API_TOKEN_EMAIL, "password": API_TOKEN});
+        let reply = api.send(Call::post("/connections").user("alice").json(body)).await;
+        assert_eq!((reply.status, reply.code()), (422, "not_bitbucket"), "{behaviour}: {}", reply.text);
+        assert!(reply.json["detail"].as_str().unwrap().contains(why), "{behaviour}: {}", reply.text);
+    }
+}
+
+#[tokio::test]
+async fn what_bitbucket_sends_back_is_capped_and_cleaned() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::embedded(dir.path(), test_settings());
+    let body = json!({"name": "x", "url": fake.url("bloated"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});
+    let reply = api.send(Call::post("/connections").user("alice").json(body)).await;
+    assert_eq!(reply.status, 201, "{}", &reply.text[..reply.text.len().min(500)]);
+    let name = reply.json["account"]["display_name"].as_str().unwrap();
+    assert!(name.chars().count() <= 200, "{} characters", name.chars().count());
+    assert!(!name.contains('\u{202e}'));
+    assert!(reply.json["scopes"].as_array().unwrap().len() <= 64);
+    assert!(reply.text.len() < 8 * 1024, "a connection stays small: {} bytes", reply.text.len());
+}
+
+#[tokio::test]
+async fn one_owner_cannot_keep_verification_busy_for_everyone() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let mut settings = test_settings();
+    settings.verifications_per_minute = 3;
+    let (api, _aws) = Api::on_moto(settings).await;
+    let wrong = json!({"name": "x", "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": "ATATT-wrong"});
+    // A minute boundary between the calls would reset the count; start well inside one.
+    let into_minute = time::OffsetDateTime::now_utc().second();
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - into_minute))).await;
+    }
+    for _ in 0..3 {
+        let refused = api.send(Call::post("/connections").user("mallory").json(wrong.clone())).await;
+        assert_eq!(refused.code(), "invalid_credentials");
+    }
+    let limited = api.send(Call::post("/connections").user("mallory").json(wrong.clone())).await;
+    assert_eq!((limited.status, limited.code()), (429, "too_many_verifications"), "{}", limited.text);
+    let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(fake.requests().len(), 3, "the fourth check never reached Bitbucket");
+    assert_eq!(api.send(Call::get("/connections").user("mallory")).await.status, 200, "listing is not limited");
+    let other = api.send(Call::post("/connections").user("alice").json(token(&fake, "work"))).await;
+    assert_eq!(other.status, 201, "other owners are not affected");
+}
+
+#[tokio::test]
+async fn a_slow_server_is_given_one_deadline_for_the_whole_check() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let mut settings = test_settings();
+    settings.bitbucket.request_timeout = Duration::from_secs(20);
+    settings.bitbucket.deadline = Duration::from_millis(800);
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::embedded(dir.path(), settings);
+    let started = Instant::now();
+    let body = json!({"name": "x", "url": fake.url("slow"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});
+    let reply = api.send(Call::post("/connections").user("alice").json(body)).await;
+    assert_eq!((reply.status, reply.code()), (504, "bitbucket_timeout"));
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+/// The real KMS sealer on the emulator, counting the calls that reach it.
+struct Counted {
+    inner: KmsSealer,
+    seals: AtomicUsize,
+}
+
+#[async_trait]
+impl Sealer for Counted {
+    async fn seal(&self, secret: &Secret, context: SealContext<'_>) -> Result<Sealed, SealError> {
+        self.seals.fetch_add(1, Ordering::SeqCst);
+        self.inner.seal(secret, context).await
+    }
+    async fn open(&self, sealed: &Sealed, context: SealContext<'_>) -> Result<Secret, SealError> {
+        self.inner.open(sealed, context).await
+    }
+}
+
+#[tokio::test]
+async fn input_refused_by_static_checks_costs_no_kms_call() {
+    let _logs = blackbox::logs::guard();
+    let (_, aws) = Api::on_moto(test_settings()).await;
+    let sealer =
+        Arc::new(Counted { inner: KmsSealer::new(aws.kms.clone(), aws.key_id.clone()), seals: AtomicUsize::new(0) });
+    let store = Arc::new(DynamoStore::new(aws.dynamodb.clone(), aws.table.clone()));
+    let api = Api::new(store, sealer.clone(), test_settings());
+    for (url, code) in [
+        ("https://10.0.0.1/2.0", "url_not_allowed"),
+        ("http://example.com/2.0", "url_not_allowed"),
+        ("https://[::ffff:169.254.169.254]/2.0", "url_not_allowed"),
+    ] {
+        let body = json!({"name": "x", "url": url, "username": API_TOKEN_EMAIL, "password": API_TOKEN});
+        let reply = api.send(Call::post("/connections").user("alice").json(body)).await;
+        assert_eq!(reply.code(), code, "{url}");
+    }
+    let body =
+        json!({"name": "x", "username": "jdoe@example.com", "password": API_TOKEN, "credential_type": "app_password"});
+    assert_eq!(api.send(Call::post("/connections").user("alice").json(body)).await.code(), "username_is_email");
+    assert_eq!(sealer.seals.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_ciphertext_that_no_longer_opens_asks_for_the_secret_again() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let (api, aws) = Api::on_moto(test_settings()).await;
+    let created = api.send(Call::post("/connections").user("alice").json(token(&fake, "work"))).await;
+    let other = api.send(Call::post("/connections").user("alice").json(token(&fake, "home"))).await;
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    // A ciphertext bound to another connection (as after a bad restore or copy) no longer opens here.
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let key =
+        |id: &str| [("pk", AttributeValue::S("USER#alice".into())), ("sk", AttributeValue::S(format!("CONN#{id}")))];
+    let mut read = aws.dynamodb.get_item().table_name(&aws.table);
+    for (name, value) in key(other.json["id"].as_str().unwrap()) {
+        read = read.key(name, value);
+    }
+    let foreign = read.send().await.unwrap().item.unwrap().remove("secret").unwrap();
+    let mut write = aws.dynamodb.update_item().table_name(&aws.table);
+    for (name, value) in key(&id) {
+        write = write.key(name, value);
+    }
+    write
+        .update_expression("SET secret = :foreign")
+        .expression_attribute_values(":foreign", foreign)
+        .send()
+        .await
+        .unwrap();
+    let reply = api.send(Call::post(format!("/connections/{id}/verify")).user("alice")).await;
+    assert_eq!((reply.status, reply.code()), (409, "secret_unreadable"), "{}", reply.text);
+    assert_eq!(reply.header("retry-after"), None, "waiting will not help");
+    assert_eq!(reply.json["errors"][0]["field"], "password");
+    let repaired =
+        api.send(Call::patch(format!("/connections/{id}")).user("alice").json(json!({"password": API_TOKEN}))).await;
+    assert_eq!(repaired.status, 200, "{}", repaired.text);
+}
+
+async fn race(api: &Arc<Api>, calls: Vec<Call>) -> Vec<u16> {
+    let tasks: Vec<_> = calls
+        .into_iter()
+        .map(|call| {
+            let api = api.clone();
+            tokio::spawn(async move { api.send(call).await.status })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses.sort();
+    statuses
+}
+
+/// The emulator in `scripts/test` cancels transactions that touch an item
+/// another transaction holds, as DynamoDB does: these races only pass because
+/// conflicts are retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_writes_of_one_owner_survive_transaction_conflicts() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let (api, _aws) = Api::on_moto(test_settings()).await;
+    let api = Arc::new(api);
+
+    let different =
+        (0..10).map(|i| Call::post("/connections").user("alice").json(token(&fake, &format!("c{i}")))).collect();
+    let statuses = race(&api, different).await;
+    assert_eq!(statuses, vec![201; 10], "10 different names");
+
+    let same = (0..10).map(|_| Call::post("/connections").user("bob").json(token(&fake, "same"))).collect();
+    let statuses = race(&api, same).await;
+    let mut expected = vec![201];
+    expected.extend([409; 9]);
+    assert_eq!(statuses, expected, "10 adds of one name");
+
+    let listed = api.send(Call::get("/connections").user("alice")).await;
+    let path = format!("/connections/{}", listed.json["items"][0]["id"].as_str().unwrap());
+    let patches = (0..10)
+        .map(|i| {
+            Call::patch(&path).user("alice").header("if-match", "\"1\"").json(json!({"name": format!("renamed {i}")}))
+        })
+        .collect();
+    let statuses = race(&api, patches).await;
+    let mut expected = vec![200];
+    expected.extend([412; 9]);
+    assert_eq!(statuses, expected, "10 edits with one If-Match");
+    println!(
+        "races under emulated conflicts: 10 different names -> 10 x 201; one name -> 1 x 201 + 9 x 409; one If-Match -> 1 x 200 + 9 x 412; 0 x 5xx"
+    );
+}
+
+#[tokio::test]
+async fn the_development_identity_is_honoured_only_from_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings();
+    settings.identity = Identity::LocalDevelopment;
+    let api = Api::embedded(dir.path(), settings);
+    let remote = api.send(Call::get("/connections").header("x-dev-user", "alice")).await;
+    assert_eq!((remote.status, remote.code()), (401, "unauthenticated"));
+    let local = api.send(Call::get("/connections").header("x-dev-user", "alice").from_ip("127.0.0.1")).await;
+    assert_eq!(local.status, 200);
+    let v6 = api.send(Call::get("/connections").from_ip("::1")).await;
+    assert_eq!(v6.status, 200);
+}
+
+#[tokio::test]
+async fn names_are_one_name_whatever_their_case_or_composition() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::embedded(dir.path(), test_settings());
+    assert_eq!(api.send(Call::post("/connections").user("alice").json(token(&fake, "Straße"))).await.status, 201);
+    let twin = api.send(Call::post("/connections").user("alice").json(token(&fake, "STRASSE"))).await;
+    assert_eq!((twin.status, twin.code()), (409, "duplicate_name"));
+    let hidden = api.send(Call::post("/connections").user("alice").json(token(&fake, "work\u{202e}"))).await;
+    assert_eq!((hidden.status, hidden.code()), (422, "validation_failed"));
+}
+
+#[test]
+fn the_local_store_is_private_and_opens_from_many_processes_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = data.join("connections.sqlite3");
+    let openers: Vec<_> = (0..8)
+        .map(|_| {
+            let db = db.clone();
+            std::thread::spawn(move || EmbeddedStore::open(&db).map(|_| ()))
+        })
+        .collect();
+    for opener in openers {
+        opener.join().unwrap().expect("every opener succeeds: no 'database is locked'");
+    }
+    let store = EmbeddedStore::open(&db).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(store.count_verification(&Owner::parse("a").unwrap(), 5, 0)).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for file in std::fs::read_dir(&data).unwrap() {
+        let path = file.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
