@@ -304,3 +304,59 @@ fn the_local_store_is_private_and_opens_from_many_processes_at_once() {
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
 }
+
+/// RFC 9110 §13.1.1 and §13.2.2: existence first, then strong comparison
+/// against every listed tag; `*` matches any current version.
+#[tokio::test]
+async fn conditional_requests_follow_rfc_9110() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let (api, _aws) = Api::on_moto(test_settings()).await;
+    let missing = "/connections/01934a6e-0000-7000-8000-000000000000";
+    let mut table = Vec::new();
+    for tag in ["\"abc\"", "\"1\"", "", "*", "W/\"1\""] {
+        let deleted = api.send(Call::delete(missing).user("alice").header("if-match", tag)).await;
+        let patched =
+            api.send(Call::patch(missing).user("alice").header("if-match", tag).json(json!({"name": "n"}))).await;
+        assert_eq!((deleted.status, patched.status), (404, 404), "If-Match {tag:?} on a missing connection");
+        table.push(format!("{tag:>8} | missing  | DELETE 404, PATCH 404"));
+    }
+    let created = api.send(Call::post("/connections").user("alice").json(token(&fake, "work"))).await;
+    let path = path_of(&created);
+    let rename =
+        |tag: &str, name: &str| Call::patch(&path).user("alice").header("if-match", tag).json(json!({"name": name}));
+    for (tag, expected) in [("W/\"1\"", 412), ("\"2\", \"3\"", 412), ("\"abc\"", 412), ("", 412), ("\"3\", \"1\"", 200)]
+    {
+        let reply = api.send(rename(tag, "renamed")).await;
+        assert_eq!(reply.status, expected, "If-Match {tag:?} on version 1: {}", reply.text);
+        table.push(format!("{tag:>8} | version 1 | PATCH {expected}"));
+    }
+    assert_eq!(api.send(rename("*", "again")).await.status, 200);
+    table.push(format!("{:>8} | version 2 | PATCH 200", "*"));
+    let stale = api.send(Call::delete(&path).user("alice").header("if-match", "\"1\"")).await;
+    assert_eq!((stale.status, stale.code()), (412, "version_mismatch"));
+    let listed = api.send(Call::delete(&path).user("alice").header("if-match", "\"9\", \"3\"")).await;
+    assert_eq!(listed.status, 204);
+    table.push("\"9\", \"3\" | version 3 | DELETE 204".into());
+    println!("If-Match | resource | status\n{}", table.join("\n"));
+}
+
+#[tokio::test]
+async fn an_idempotent_create_replays_its_201_even_after_the_connection_is_gone() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let (api, _aws) = Api::on_moto(test_settings()).await;
+    let create =
+        || Call::post("/connections").user("alice").header("idempotency-key", "k-1").json(token(&fake, "work"));
+    let first = api.send(create()).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(api.send(Call::delete(path_of(&first)).user("alice")).await.status, 204);
+    let calls_before = fake.requests().len();
+    let replay = api.send(create()).await;
+    assert_eq!(replay.status, 201, "{}", replay.text);
+    assert_eq!(replay.json, first.json, "the original answer, byte for byte in content");
+    assert_eq!(replay.header("location"), first.header("location"));
+    assert_eq!(fake.requests().len(), calls_before, "a replay asks Bitbucket nothing");
+    let other = Call::post("/connections").user("alice").header("idempotency-key", "k-1").json(token(&fake, "other"));
+    assert_eq!(api.send(other).await.code(), "idempotency_key_reused");
+}
