@@ -59,7 +59,10 @@ fn start_watch(data_dir: &std::path::Path) -> Watch {
             &port.to_string(),
         ])
         .arg("--env-var")
-        .arg(format!("CONNECTIONS_DATA_DIR={},BITBUCKET_ALLOWED_PRIVATE=127.0.0.0/8", data_dir.display()))
+        .arg(format!(
+            "CONNECTIONS_DATA_DIR={},BITBUCKET_ALLOWED_PRIVATE=127.0.0.0/8,BITBUCKET_ALLOWED_HTTP=127.0.0.1",
+            data_dir.display()
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
