@@ -12,7 +12,7 @@ pub use crate::credential::{Capabilities, Capability, CredentialType};
 
 pub const NAME_MAX_CHARS: usize = 100;
 pub const USERNAME_MAX_CHARS: usize = 255;
-pub const SECRET_MAX_BYTES: usize = 1024;
+pub const SECRET_MAX_CHARS: usize = 1024;
 pub const OWNER_MAX_BYTES: usize = 256;
 
 /// The authenticated principal (`sub` claim) that owns connections.

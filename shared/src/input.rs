@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::credential::Resource;
-use crate::domain::{ConnectionId, ConnectionName, CredentialType, SECRET_MAX_BYTES, Username};
+use crate::domain::{ConnectionId, ConnectionName, CredentialType, SECRET_MAX_CHARS, Username};
 use crate::problem::{ApiError, FieldError};
 use crate::secret::Secret;
 use crate::verify::target::{DEFAULT_CLOUD_URL, ServerUrl};
@@ -129,8 +129,9 @@ fn parse_secret(text: &str) -> Result<Secret, &'static str> {
     if text.is_empty() {
         return Err("must not be empty");
     }
-    if text.len() > SECRET_MAX_BYTES {
-        return Err("must be at most 1024 bytes");
+    // Characters, as JSON Schema's maxLength counts them, so clients validate as the server does.
+    if text.chars().count() > SECRET_MAX_CHARS {
+        return Err("must be at most 1024 characters");
     }
     if text.chars().any(char::is_control) || text.trim() != text {
         return Err(

@@ -172,3 +172,77 @@ async fn responses_match_the_openapi_document() {
         vec!["200", "201", "204", "400", "401", "404", "409", "412", "413", "415", "422", "502", "503", "504"]
     );
 }
+
+/// The request schemas state the server's real rules: for each body, the
+/// document accepts it exactly when the server does not refuse its shape
+/// (`validation_failed`, `malformed_json`). Generated clients and form
+/// validators then agree with the server.
+#[tokio::test]
+async fn request_schemas_accept_what_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::embedded(dir.path(), test_settings());
+    let fake = FakeBitbucket::start().await;
+    let conformance = Conformance { doc: document(), checked: Vec::new() };
+    let schema = |operation: &str| {
+        let doc = &conformance.doc;
+        let (path, method) = match operation {
+            "create" => ("/connections", "post"),
+            _ => ("/connections/{id}", "patch"),
+        };
+        resolve(doc, &doc["paths"][path][method]["requestBody"])["content"]["application/json"]["schema"].clone()
+    };
+    let accepts = |schema: &Value, body: &Value| {
+        let mut root = json!({"allOf": [schema], "components": conformance.doc["components"]});
+        root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+        // Formats (date, uri) are asserted, as form validators do.
+        jsonschema::options().should_validate_formats(true).build(&root).unwrap().is_valid(body)
+    };
+    let good = json!({"name": "work", "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});
+    let with = |key: &str, value: Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body
+    };
+    let creates = [
+        good.clone(),
+        with("password", json!("é".repeat(1024))),
+        with("password", json!("é".repeat(1025))),
+        with("password", json!(" padded")),
+        with("password", json!("tab\tinside")),
+        with("name", json!("   ")),
+        with("name", json!("a\u{7}b")),
+        with("name", json!("bidi\u{202e}")),
+        with("name", json!("x".repeat(101))),
+        with("username", json!("has space")),
+        with("username", json!("a:b")),
+        with("url", json!("")),
+        with("url", json!("not a url")),
+        with("url", json!("ftp://x.example/2.0")),
+        // "in the future" depends on the clock, which no schema can state: the description says it.
+        with("expires_at", json!("next tuesday")),
+        with("expires_at", json!("2030-02-30")),
+        with("credential_type", json!("ssh")),
+        with("extra", json!(1)),
+    ];
+    for body in creates {
+        let reply = api.send(Call::post("/connections").user("alice").json(body.clone())).await;
+        let server_accepts = !matches!(reply.code(), "validation_failed" | "malformed_json");
+        assert_eq!(accepts(&schema("create"), &body), server_accepts, "create {body}: server said {}", reply.text);
+    }
+    let created = api.send(Call::post("/connections").user("alice").json(with("name", json!("patched")))).await;
+    let path = format!("/connections/{}", created.json["id"].as_str().unwrap());
+    let patches = [
+        json!({"name": "renamed"}),
+        json!({"confirm_account_change": false}),
+        json!({"confirm_account_change": true}),
+        json!({"expires_at": null}),
+        json!({}),
+        json!({"password": "é".repeat(1025)}),
+        json!({"name": "\u{feff}"}),
+    ];
+    for body in patches {
+        let reply = api.send(Call::patch(&path).user("alice").json(body.clone())).await;
+        let server_accepts = !matches!(reply.code(), "validation_failed" | "malformed_json");
+        assert_eq!(accepts(&schema("patch"), &body), server_accepts, "patch {body}: server said {}", reply.text);
+    }
+}
