@@ -4,6 +4,7 @@
 //! and the Bitbucket `verify`er.
 
 pub mod aws;
+pub mod browse;
 pub mod config;
 pub mod credential;
 pub mod domain;

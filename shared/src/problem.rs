@@ -36,6 +36,7 @@ pub enum ApiError {
     InvalidCredentials { detail: String },
     AppPasswordRetired,
     WrongResource { detail: String },
+    BitbucketNotFound { detail: String },
     SecretRequired,
     SecretUnreadable,
     TooManyVerifications { retry_after: Duration },
@@ -73,6 +74,7 @@ impl ApiError {
             Self::InvalidCredentials { detail: text() },
             Self::AppPasswordRetired,
             Self::WrongResource { detail: text() },
+            Self::BitbucketNotFound { detail: text() },
             Self::SecretRequired,
             Self::SecretUnreadable,
             Self::TooManyVerifications { retry_after: Duration::ZERO },
@@ -108,6 +110,7 @@ impl ApiError {
             Self::InvalidCredentials { .. } => "invalid_credentials",
             Self::AppPasswordRetired => "app_password_retired",
             Self::WrongResource { .. } => "wrong_resource",
+            Self::BitbucketNotFound { .. } => "bitbucket_not_found",
             Self::SecretRequired => "secret_required",
             Self::SecretUnreadable => "secret_unreadable",
             Self::TooManyVerifications { .. } => "too_many_verifications",
@@ -132,7 +135,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::BitbucketNotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -178,6 +181,7 @@ impl ApiError {
             Self::InvalidCredentials { .. } => "Bitbucket rejected the credentials",
             Self::AppPasswordRetired => "App passwords are retired",
             Self::WrongResource { .. } => "The token belongs to another resource",
+            Self::BitbucketNotFound { .. } => "Not found on Bitbucket",
             Self::SecretRequired => "The password or token is required",
             Self::SecretUnreadable => "The stored secret cannot be read",
             Self::TooManyVerifications { .. } => "Too many verifications",
@@ -230,6 +234,7 @@ impl ApiError {
             Self::UrlNotAllowed { detail }
             | Self::InvalidCredentials { detail }
             | Self::WrongResource { detail }
+            | Self::BitbucketNotFound { detail }
             | Self::MissingPermissions { detail, .. }
             | Self::NotBitbucket { detail }
             | Self::WrongApiPath { detail }

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use connections::config::Settings;
-use connections::handlers::{AddHandler, DeleteHandler, EditHandler, ListHandler};
+use connections::handlers::{AddHandler, BrowseHandler, CredentialsHandler, DeleteHandler, EditHandler, ListHandler};
 use connections::http::Identity;
 use connections::seal::{KmsSealer, LocalSealer, Sealer};
 use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore};
 use connections::verify::Verifier;
-use connections::verify::client::ClientSettings;
+use connections::verify::client::{BitbucketHttp, ClientSettings};
 use connections::verify::net::NetPolicy;
 use lambda_http::Body;
 use lambda_http::http::HeaderMap;
@@ -51,6 +51,8 @@ pub struct Api {
     pub list: ListHandler,
     pub edit: EditHandler,
     pub delete: DeleteHandler,
+    pub browse: BrowseHandler,
+    pub credentials: CredentialsHandler,
     pub store: Arc<dyn ConnectionStore>,
     pub sealer: Arc<dyn Sealer>,
 }
@@ -75,7 +77,14 @@ impl Api {
             },
             list: ListHandler { store: store.clone(), settings: settings.clone() },
             edit: EditHandler { store: store.clone(), sealer: sealer.clone(), verifier, settings: settings.clone() },
-            delete: DeleteHandler { store: store.clone(), settings },
+            delete: DeleteHandler { store: store.clone(), settings: settings.clone() },
+            browse: BrowseHandler {
+                store: store.clone(),
+                sealer: sealer.clone(),
+                http: BitbucketHttp::new(&settings.bitbucket).expect("Bitbucket client"),
+                settings: settings.clone(),
+            },
+            credentials: CredentialsHandler { store: store.clone(), sealer: sealer.clone(), settings },
             store,
             sealer,
         }
@@ -99,6 +108,11 @@ impl Api {
         Self::new(store, sealer, settings)
     }
 
+    /// Invokes the credentials function as a worker would (no HTTP, no JWT).
+    pub async fn invoke_credentials(&self, event: Value) -> Value {
+        self.credentials.handle(event, "req-test-1").await
+    }
+
     pub async fn send(&self, request: Call) -> Reply {
         let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
         let method = request.method.as_str();
@@ -106,6 +120,13 @@ impl Api {
             ("POST" | "GET", ["connections"]) => (format!("{method} /connections"), None),
             ("GET" | "PATCH" | "DELETE", ["connections", id]) => (format!("{method} /connections/{{id}}"), Some(*id)),
             ("POST", ["connections", id, "verify"]) => ("POST /connections/{id}/verify".to_owned(), Some(*id)),
+            ("GET", ["connections", id, "workspaces"]) => ("GET /connections/{id}/workspaces".to_owned(), Some(*id)),
+            ("GET", ["connections", id, "repositories"]) => {
+                ("GET /connections/{id}/repositories".to_owned(), Some(*id))
+            }
+            ("GET", ["connections", id, "repositories", _, _, "branches"]) => {
+                ("GET /connections/{id}/repositories/{workspace}/{repo}/branches".to_owned(), Some(*id))
+            }
             _ => panic!("no route for {method} {}", request.path),
         };
         let event = request.event(&route_key, id);
@@ -114,6 +135,7 @@ impl Api {
             "POST /connections" => self.add.handle(http_request).await,
             "GET /connections" | "GET /connections/{id}" => self.list.handle(http_request).await,
             "PATCH /connections/{id}" | "POST /connections/{id}/verify" => self.edit.handle(http_request).await,
+            key if key.starts_with("GET /connections/{id}/") => self.browse.handle(http_request).await,
             _ => self.delete.handle(http_request).await,
         };
         Reply::from(response)
@@ -240,6 +262,11 @@ impl Call {
         }
         if let Some(id) = id {
             event["pathParameters"] = json!({"id": id});
+            let segments: Vec<&str> = self.path.trim_matches('/').split('/').collect();
+            if let ["connections", _, "repositories", workspace, repo, "branches"] = segments.as_slice() {
+                event["pathParameters"]["workspace"] = json!(workspace);
+                event["pathParameters"]["repo"] = json!(repo);
+            }
         }
         event
     }

@@ -45,6 +45,8 @@ pub const REPO_ACCESS_TOKEN_READ_ONLY: &str = "ATCTT3x-repo-acme-api-read";
 /// Data Center project (OPS) and repository (OPS/infra) tokens: Bearer only.
 pub const DC_PROJECT_TOKEN: &str = "BBDC-project-ops";
 pub const DC_REPO_TOKEN: &str = "BBDC-repo-ops-infra";
+/// An API token that may also list workspaces and read the account.
+pub const API_TOKEN_ALL_SCOPES: &str = "ATATT3xFfGF0-every-scope";
 
 pub const JDOE_UUID: &str = "{4f6d1a2c-8e0b-4c8f-9d1e-2b7a3c5d6e7f}";
 pub const OTHER_UUID: &str = "{9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d}";
@@ -61,6 +63,8 @@ pub struct Recorded {
 struct Shared {
     revoked: Arc<Mutex<HashSet<String>>>,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Bare repositories served over git's smart HTTP under `/git/`.
+    git_root: Arc<Mutex<Option<std::path::PathBuf>>>,
 }
 
 pub struct FakeBitbucket {
@@ -75,6 +79,8 @@ impl FakeBitbucket {
         let shared = Shared::default();
         let app = Router::new()
             .route("/cloud/2.0/user", get(cloud_user))
+            // Test-only: revokes the secret in the body, for tests that run outside this process (a browser).
+            .route("/__revoke", axum::routing::post(revoke_by_request))
             .route(
                 "/html/2.0/user",
                 get(|| async { ([("content-type", "text/html")], "<html><body>Log in</body></html>") }),
@@ -156,6 +162,18 @@ impl FakeBitbucket {
             .route("/dc/rest/api/1.0/application-properties", get(dc_properties))
             .route("/dc/rest/api/1.0/projects/{key}", get(dc_project))
             .route("/dc/rest/api/1.0/projects/{key}/repos/{slug}", get(dc_repository))
+            .route("/cloud/2.0/user/workspaces", get(cloud_user_workspaces))
+            .route("/cloud/2.0/repositories/{workspace}", get(cloud_repositories))
+            .route("/cloud/2.0/repositories/{workspace}/{repo}/refs/branches", get(cloud_branches))
+            .route(
+                "/cloud/2.0/repositories",
+                get(|| async { cloud_error(StatusCode::GONE, "Resource removed (CHANGE-2770)") }),
+            )
+            .route("/dc/rest/api/1.0/projects", get(dc_projects))
+            .route("/dc/rest/api/1.0/projects/{key}/repos", get(dc_repositories))
+            .route("/dc/rest/api/1.0/projects/{key}/repos/{slug}/branches", get(dc_branches))
+            .route("/git/{workspace}/{repo}/info/refs", get(git_http))
+            .route("/git/{workspace}/{repo}/git-upload-pack", axum::routing::post(git_http))
             .route("/dc/rest/api/1.0/users/{slug}", get(dc_user))
             .route("/dc/rest/api/1.0/repos", get(dc_repos))
             .route(
@@ -222,6 +240,13 @@ impl FakeBitbucket {
         }
     }
 
+    /// Serves the bare repositories under `root` (`<root>/<workspace>/<repo>.git`)
+    /// at `/git/<workspace>/<repo>.git` over git's smart HTTP, for the API token's
+    /// git user (`x-bitbucket-api-token-auth`) only, as Bitbucket does.
+    pub fn serve_git(&self, root: &std::path::Path) {
+        *self.shared.git_root.lock().unwrap() = Some(root.to_owned());
+    }
+
     /// From now on this password or token is refused with 401, as after revocation.
     pub fn revoke(&self, secret: &str) {
         self.shared.revoked.lock().unwrap().insert(secret.to_owned());
@@ -230,6 +255,11 @@ impl FakeBitbucket {
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().unwrap().clone()
     }
+}
+
+async fn revoke_by_request(State(shared): State<Shared>, secret: String) -> StatusCode {
+    shared.revoked.lock().unwrap().insert(secret);
+    StatusCode::NO_CONTENT
 }
 
 async fn record(
@@ -321,6 +351,14 @@ async fn cloud_user(State(shared): State<Shared>, headers: HeaderMap) -> Respons
             StatusCode::OK,
             &[("x-oauth-scopes", TOKEN_SCOPES), ("x-credential-type", "api_token")],
             cloud_user_body(OTHER_UUID, "Someone Else", "someone"),
+        ),
+        (API_TOKEN_EMAIL, API_TOKEN_ALL_SCOPES) => json_response(
+            StatusCode::OK,
+            &[
+                ("x-oauth-scopes", &format!("{TOKEN_SCOPES}, read:workspace:bitbucket")),
+                ("x-credential-type", "api_token"),
+            ],
+            jdoe(),
         ),
         (API_TOKEN_EMAIL, BRAINBOARD_TOKEN) => json_response(
             StatusCode::FORBIDDEN,
@@ -532,4 +570,251 @@ async fn dc_repository(
         );
     }
     json_response(StatusCode::OK, &[], json!({"slug": "infra", "id": 7, "name": "infra", "project": {"key": "OPS"}}))
+}
+
+/// Who a Cloud listing call authenticates as: an API token's email (Basic) or
+/// an access token (Bearer); `None` when refused.
+fn cloud_caller(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+    if let Some(token) = bearer(shared, headers) {
+        return [REPO_ACCESS_TOKEN, PROJECT_ACCESS_TOKEN, WORKSPACE_ACCESS_TOKEN]
+            .contains(&token)
+            .then(|| token.to_owned());
+    }
+    let (user, password) = basic(headers)?;
+    let known =
+        user == API_TOKEN_EMAIL && [API_TOKEN, API_TOKEN_ALL_SCOPES, BRAINBOARD_TOKEN].contains(&password.as_str());
+    (known && !shared.revoked.lock().unwrap().contains(&password)).then_some(password)
+}
+
+fn unauthorized_cloud() -> Response {
+    let mut response = (StatusCode::UNAUTHORIZED, "").into_response();
+    response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Basic realm=\"Bitbucket.org HTTP\""));
+    response
+}
+
+/// Cloud pagination: `page`, `pagelen`, and `next` as an absolute URL, here
+/// deliberately on another origin: a client must never follow it.
+fn cloud_page(values: Vec<serde_json::Value>, query: &std::collections::HashMap<String, String>) -> Response {
+    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    // Bitbucket may answer with fewer items than asked; two a page exercises paging.
+    let pagelen: usize = query.get("pagelen").and_then(|p| p.parse().ok()).unwrap_or(10).clamp(1, 2);
+    let filter = query.get("q").and_then(|q| q.split('"').nth(1)).map(str::to_lowercase);
+    let values: Vec<_> = values
+        .into_iter()
+        .filter(|v| {
+            filter.as_ref().is_none_or(|f| v["name"].as_str().unwrap_or_default().to_lowercase().contains(f.as_str()))
+        })
+        .collect();
+    let chunk: Vec<_> = values.iter().skip((page - 1) * pagelen).take(pagelen).cloned().collect();
+    let mut body = json!({"pagelen": pagelen, "page": page, "size": values.len(), "values": chunk});
+    if page * pagelen < values.len() {
+        body["next"] = json!(format!("https://evil.example/2.0/next?page={}", page + 1));
+    }
+    json_response(StatusCode::OK, &[], body)
+}
+
+async fn cloud_user_workspaces(
+    State(shared): State<Shared>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match cloud_caller(&shared, &headers).as_deref() {
+        None => unauthorized_cloud(),
+        Some(API_TOKEN_ALL_SCOPES) => {
+            let values = (0..3)
+                .map(|i| {
+                    let slug = if i == 0 { "acme".to_owned() } else { format!("team-{i}") };
+                    json!({"type": "workspace_access", "administrator": false, "workspace": {"type": "workspace_base", "slug": slug, "name": slug.to_uppercase(), "uuid": "{w}"}})
+                })
+                .collect();
+            cloud_page(values, &query)
+        }
+        Some(_) => json_response(
+            StatusCode::FORBIDDEN,
+            &[],
+            json!({"type": "error", "error": {"message": "Your credentials lack one or more required privilege scopes.", "detail": {"granted": [], "required": ["read:workspace:bitbucket"]}}}),
+        ),
+    }
+}
+
+fn cloud_repo_json(workspace: &str, slug: &str) -> serde_json::Value {
+    json!({
+        "type": "repository", "slug": slug, "name": slug.to_uppercase(), "full_name": format!("{workspace}/{slug}"),
+        "uuid": "{r}", "is_private": true, "mainbranch": {"type": "branch", "name": "main"},
+        "workspace": {"slug": workspace},
+        "links": {"clone": [
+            {"name": "https", "href": format!("https://jdoe@bitbucket.org/{workspace}/{slug}.git")},
+            {"name": "ssh", "href": format!("git@bitbucket.org:{workspace}/{slug}.git")}
+        ]}
+    })
+}
+
+async fn cloud_repositories(
+    State(shared): State<Shared>,
+    Path(workspace): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if cloud_caller(&shared, &headers).is_none() {
+        return unauthorized_cloud();
+    }
+    if workspace != "acme" {
+        return cloud_error(StatusCode::NOT_FOUND, "No workspace with identifier 'x'.");
+    }
+    let values = ["api", "web", "infra", "docs"].iter().map(|slug| cloud_repo_json("acme", slug)).collect();
+    cloud_page(values, &query)
+}
+
+async fn cloud_branches(
+    State(shared): State<Shared>,
+    Path((workspace, repo)): Path<(String, String)>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if cloud_caller(&shared, &headers).is_none() {
+        return unauthorized_cloud();
+    }
+    if (workspace.as_str(), repo.as_str()) != ("acme", "api") {
+        return cloud_error(StatusCode::NOT_FOUND, "Repository not found");
+    }
+    let values = ["main", "feature/login", "release/1.0"]
+        .iter()
+        .map(|name| json!({"type": "branch", "name": name, "target": {"hash": "4f2a0c9e1b7d3a5f6e8c0b2d4f6a8c0e1b3d5f7a"}}))
+        .collect();
+    cloud_page(values, &query)
+}
+
+/// Data Center paging: `start`, `limit`, `isLastPage`, `nextPageStart`.
+fn dc_page(values: Vec<serde_json::Value>, query: &std::collections::HashMap<String, String>) -> Response {
+    let start: usize = query.get("start").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let limit: usize = query.get("limit").and_then(|p| p.parse().ok()).unwrap_or(25).clamp(1, 2);
+    let chunk: Vec<_> = values.iter().skip(start).take(limit).cloned().collect();
+    let last = start + limit >= values.len();
+    let mut body = json!({"size": chunk.len(), "limit": limit, "start": start, "isLastPage": last, "values": chunk});
+    if !last {
+        body["nextPageStart"] = json!(start + limit);
+    }
+    json_response(StatusCode::OK, &[], body)
+}
+
+fn dc_caller(shared: &Shared, headers: &HeaderMap) -> bool {
+    dc_authenticate(shared, headers).is_some() || dc_bearer(shared, headers).is_some()
+}
+
+async fn dc_projects(
+    State(shared): State<Shared>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !dc_caller(&shared, &headers) {
+        return dc_unauthorized();
+    }
+    let values = ["OPS", "WEB"]
+        .iter()
+        .map(|key| json!({"key": key, "id": 1, "name": format!("{key} project"), "type": "NORMAL"}))
+        .collect();
+    dc_page(values, &query)
+}
+
+async fn dc_repositories(
+    State(shared): State<Shared>,
+    Path(key): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !dc_caller(&shared, &headers) {
+        return dc_unauthorized();
+    }
+    let values = ["infra", "tools", "legacy"]
+        .iter()
+        .map(|slug| {
+            json!({"slug": slug, "id": 7, "name": slug, "project": {"key": key},
+                   "links": {"clone": [{"name": "http", "href": format!("https://alice@git.corp.example/scm/{}/{slug}.git", key.to_lowercase())}]}})
+        })
+        .collect();
+    dc_page(values, &query)
+}
+
+async fn dc_branches(
+    State(shared): State<Shared>,
+    Path((_key, _slug)): Path<(String, String)>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if !dc_caller(&shared, &headers) {
+        return dc_unauthorized();
+    }
+    let values = ["main", "develop"]
+        .iter()
+        .map(|name| json!({"id": format!("refs/heads/{name}"), "displayId": name, "latestCommit": "8d2c1e0f4b6a8c0e1b3d5f7a9c1e3b5d7f9a1c3e", "isDefault": *name == "main"}))
+        .collect();
+    dc_page(values, &query)
+}
+
+/// git's smart HTTP through `git http-backend` (CGI), behind Basic auth.
+async fn git_http(
+    State(shared): State<Shared>,
+    Path((workspace, repo)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    let root = shared.git_root.lock().unwrap().clone();
+    let Some(root) = root else { return StatusCode::NOT_FOUND.into_response() };
+    let allowed = basic(request.headers()).is_some_and(|(user, password)| {
+        user == "x-bitbucket-api-token-auth" && (password == API_TOKEN || password == API_TOKEN_ALL_SCOPES)
+    });
+    if !allowed {
+        return unauthorized_cloud();
+    }
+    let path = request.uri().path().trim_start_matches("/git").to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let method = request.method().as_str().to_owned();
+    let content_type =
+        request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let encoding = request.headers().get("content-encoding").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = axum::body::to_bytes(request.into_body(), 64 * 1024 * 1024).await.unwrap_or_default();
+    let _ = (workspace, repo);
+    let mut command = tokio::process::Command::new("git");
+    command
+        .arg("http-backend")
+        .env("GIT_PROJECT_ROOT", &root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("PATH_INFO", &path)
+        .env("QUERY_STRING", &query)
+        .env("REQUEST_METHOD", &method)
+        .env("CONTENT_TYPE", &content_type)
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("REMOTE_USER", "x-bitbucket-api-token-auth")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if let Some(encoding) = encoding {
+        command.env("HTTP_CONTENT_ENCODING", encoding);
+    }
+    let Ok(mut child) = command.spawn() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(&body).await;
+    }
+    let Ok(output) = child.wait_with_output().await else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let split = output
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| output.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((end, gap)) = split else { return StatusCode::BAD_GATEWAY.into_response() };
+    let head = String::from_utf8_lossy(&output.stdout[..end]).into_owned();
+    let mut response = axum::body::Body::from(output.stdout[end + gap..].to_vec()).into_response();
+    for line in head.lines() {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        if name.eq_ignore_ascii_case("status") {
+            let code = value.trim().split(' ').next().and_then(|c| c.parse().ok()).unwrap_or(200);
+            *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+        } else if let (Ok(name), Ok(value)) =
+            (axum::http::HeaderName::from_bytes(name.trim().as_bytes()), HeaderValue::from_str(value.trim()))
+        {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }

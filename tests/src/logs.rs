@@ -62,6 +62,7 @@ pub const KNOWN_SECRETS: &[&str] = &[
     crate::fake_bitbucket::WORKSPACE_ACCESS_TOKEN,
     crate::fake_bitbucket::DC_PROJECT_TOKEN,
     crate::fake_bitbucket::DC_REPO_TOKEN,
+    crate::fake_bitbucket::API_TOKEN_ALL_SCOPES,
 ];
 
 /// Checks, when a test ends, that nothing logged so far holds a known secret.

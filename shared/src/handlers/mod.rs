@@ -2,14 +2,20 @@
 //! become problem responses here, never an `Err` that API Gateway turns into 502.
 
 pub mod add;
+pub mod browse;
+pub mod credentials;
 pub mod delete;
 pub mod edit;
 pub mod list;
+pub mod web;
 
 pub use add::AddHandler;
+pub use browse::BrowseHandler;
+pub use credentials::CredentialsHandler;
 pub use delete::DeleteHandler;
 pub use edit::EditHandler;
 pub use list::ListHandler;
+pub use web::WebHandler;
 
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};

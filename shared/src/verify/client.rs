@@ -42,10 +42,25 @@ impl Default for ClientSettings {
     }
 }
 
+#[derive(Clone, Copy)]
 pub enum Auth<'a> {
     None,
     Basic(&'a str, &'a Secret),
     Bearer(&'a Secret),
+}
+
+impl<'a> Auth<'a> {
+    /// How a stored connection authenticates: with its login (Basic) or alone (Bearer).
+    pub fn for_connection(
+        kind: crate::credential::CredentialType,
+        username: Option<&'a str>,
+        secret: &'a Secret,
+    ) -> Self {
+        match username {
+            Some(user) if kind.has_username() => Self::Basic(user, secret),
+            _ => Self::Bearer(secret),
+        }
+    }
 }
 
 /// A complete, size-capped answer.

@@ -178,7 +178,7 @@ fn judge(granted: &[String], capabilities: &Capabilities, how: &str) -> Result<(
 }
 
 /// Shared handling of answers that mean the same on Cloud and Data Center.
-fn common_failure(reply: &client::Reply, host: &str) -> ApiError {
+pub(crate) fn common_failure(reply: &client::Reply, host: &str) -> ApiError {
     let status = reply.status;
     if status.is_redirection() {
         let location = reply.header("location").unwrap_or_default().to_ascii_lowercase();
@@ -214,7 +214,7 @@ fn common_failure(reply: &client::Reply, host: &str) -> ApiError {
     }
 }
 
-fn not_json(host: &str) -> ApiError {
+pub(crate) fn not_json(host: &str) -> ApiError {
     ApiError::NotBitbucket {
         detail: format!("{host} did not answer with Bitbucket API JSON (perhaps a web page). Check the server URL."),
     }

@@ -1,0 +1,18 @@
+//! `browse` function: see `connections::handlers::browse`.
+
+use connections::config::Config;
+use connections::handlers::BrowseHandler;
+use connections::runtime;
+use connections::verify::client::BitbucketHttp;
+use lambda_http::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    runtime::init_logging();
+    let config = Config::from_env()?;
+    let (store, sealer) = runtime::store_and_sealer(&config).await?;
+    let http = BitbucketHttp::new(&config.settings.bitbucket)?;
+    let handler = BrowseHandler { store, sealer, http, settings: config.settings };
+    let handler = &handler;
+    lambda_http::run(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) })).await
+}

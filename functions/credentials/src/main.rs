@@ -1,0 +1,20 @@
+//! `credentials` function (no HTTP route): see `connections::handlers::credentials`.
+
+use connections::config::Config;
+use connections::handlers::CredentialsHandler;
+use connections::runtime;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    runtime::init_logging();
+    let config = Config::from_env()?;
+    let (store, sealer) = runtime::store_and_sealer(&config).await?;
+    let handler = CredentialsHandler { store, sealer, settings: config.settings };
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        Ok::<_, Error>(handler.handle(event.payload, &event.context.request_id).await)
+    }))
+    .await
+}

@@ -1,0 +1,261 @@
+//! The `credentials` function: no HTTP route. The product's own git and
+//! pull-request workers invoke it (IAM allows only the roles the template
+//! names) to get what a connection authenticates with, and report what
+//! Bitbucket said when they used it. The user's browser never sees a secret.
+//!
+//! Request: `{"action": "get", "owner", "connection_id", "purpose": "git"|"api", "caller"}`
+//! or `{"action": "report", "owner", "connection_id", "outcome": "unauthorized"|"forbidden", "caller", "detail"}`.
+//! Answer: `{"ok": true, ...}` or `{"ok": false, "code", "detail"}`; never an invocation error.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::seal_failure;
+use crate::config::Settings;
+use crate::domain::{Connection, ConnectionId, Owner, Status, clean_text, now};
+use crate::problem::ApiError;
+use crate::seal::{SealContext, Sealer};
+use crate::secret::Secret;
+use crate::store::{ConnectionStore, StoreError};
+use crate::verify::target::{DEFAULT_CLOUD_URL, Flavor, ServerUrl};
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// git over HTTPS: a username and password, or a Bearer header.
+    Git,
+    /// Bitbucket's REST API: an Authorization header and the API base.
+    Api,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Bitbucket answered 401 to a use of the connection.
+    Unauthorized,
+    /// Bitbucket answered 403: the token lacks what the product needs.
+    Forbidden,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CredentialsRequest {
+    Get { owner: String, connection_id: String, purpose: Purpose, caller: Option<String> },
+    Report { owner: String, connection_id: String, outcome: Outcome, caller: Option<String>, detail: Option<String> },
+}
+
+pub struct CredentialsHandler {
+    pub store: Arc<dyn ConnectionStore>,
+    pub sealer: Arc<dyn Sealer>,
+    pub settings: Settings,
+}
+
+/// A refusal the worker can act on.
+fn refusal(code: &str, detail: impl Into<String>) -> Value {
+    json!({"ok": false, "code": code, "detail": detail.into()})
+}
+
+fn from_api(error: &ApiError) -> Value {
+    refusal(error.code(), error.detail())
+}
+
+impl CredentialsHandler {
+    pub async fn handle(&self, event: Value, request_id: &str) -> Value {
+        let request: CredentialsRequest = match serde_json::from_value(event) {
+            Ok(request) => request,
+            Err(_) => {
+                return refusal(
+                    "invalid_request",
+                    "Expected {\"action\": \"get\", \"owner\", \"connection_id\", \"purpose\": \"git\"|\"api\", \"caller\"} or {\"action\": \"report\", \"owner\", \"connection_id\", \"outcome\": \"unauthorized\"|\"forbidden\", \"caller\"}.",
+                );
+            }
+        };
+        match request {
+            CredentialsRequest::Get { owner, connection_id, purpose, caller } => {
+                let caller = caller_name(caller.as_deref());
+                let answer = self.get(&owner, &connection_id, purpose).await;
+                let outcome = answer.get("code").and_then(Value::as_str).unwrap_or("issued");
+                let purpose = if purpose == Purpose::Git { "git" } else { "api" };
+                tracing::info!(
+                    audit = true,
+                    action = "use",
+                    owner,
+                    connection_id,
+                    purpose,
+                    caller,
+                    outcome,
+                    request_id,
+                    "audit"
+                );
+                answer
+            }
+            CredentialsRequest::Report { owner, connection_id, outcome, caller, detail } => {
+                let caller = caller_name(caller.as_deref());
+                let answer = self.report(&owner, &connection_id, outcome, &caller, detail.as_deref()).await;
+                let result = answer.get("code").and_then(Value::as_str).unwrap_or("recorded");
+                tracing::info!(
+                    audit = true,
+                    action = "report",
+                    owner,
+                    connection_id,
+                    caller,
+                    outcome = result,
+                    request_id,
+                    "audit"
+                );
+                answer
+            }
+        }
+    }
+
+    async fn load(&self, owner: &str, id: &str) -> Result<(Owner, ConnectionId), Value> {
+        let owner =
+            Owner::parse(owner).ok_or_else(|| refusal("invalid_request", "'owner' is not a valid principal."))?;
+        let id = ConnectionId::parse(id).ok_or_else(|| from_api(&ApiError::NotFound))?;
+        Ok((owner, id))
+    }
+
+    async fn get(&self, owner: &str, id: &str, purpose: Purpose) -> Value {
+        let (owner, id) = match self.load(owner, id).await {
+            Ok(found) => found,
+            Err(refused) => return refused,
+        };
+        let limit = self.settings.max_connections_per_owner;
+        let (connection, sealed) = match self.store.get_sealed(&owner, &id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return from_api(&ApiError::NotFound),
+            Err(error) => return from_api(&error.into_api("", limit)),
+        };
+        let connection = connection.with_status_at(now());
+        match connection.status {
+            Status::Invalid => {
+                let reason = connection.status_detail.clone().unwrap_or_default();
+                return refusal("connection_invalid", format!("The connection is invalid: {reason}"));
+            }
+            Status::Expired => {
+                return refusal(
+                    "connection_expired",
+                    "The connection's token has expired; the user must enter a new one.",
+                );
+            }
+            Status::Verified | Status::Expiring => {}
+        }
+        let secret = match self.sealer.open(&sealed, SealContext { owner: &owner, connection: &id }).await {
+            Ok(secret) => secret,
+            Err(error) => return from_api(&seal_failure(error)),
+        };
+        let Ok(url) = ServerUrl::parse(&connection.url) else {
+            return refusal("service_unavailable", "The stored connection is unreadable.");
+        };
+        match purpose {
+            Purpose::Git => git_credentials(&connection, &url, &secret),
+            Purpose::Api => json!({
+                "ok": true,
+                "purpose": "api",
+                "connection_id": connection.id,
+                "credential_type": connection.credential_type.as_str(),
+                "api_base": api_base(&url),
+                "authorization": authorization(&connection, &secret),
+            }),
+        }
+    }
+
+    /// What a worker saw in use becomes the connection's status, conditioned
+    /// on the version read: a concurrent user edit is never overwritten.
+    async fn report(&self, owner: &str, id: &str, outcome: Outcome, caller: &str, detail: Option<&str>) -> Value {
+        let (owner, id) = match self.load(owner, id).await {
+            Ok(found) => found,
+            Err(refused) => return refused,
+        };
+        let limit = self.settings.max_connections_per_owner;
+        let previous = match self.store.get(&owner, &id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return from_api(&ApiError::NotFound),
+            Err(error) => return from_api(&error.into_api("", limit)),
+        };
+        let seen = detail.and_then(clean_text).map(|d| format!(" ({d})")).unwrap_or_default();
+        let (code, what) = match outcome {
+            Outcome::Unauthorized => (
+                "invalid_credentials",
+                format!(
+                    "Bitbucket refused these credentials when {caller} used them{seen}. Edit the connection with a new token."
+                ),
+            ),
+            Outcome::Forbidden => (
+                "missing_permissions",
+                format!(
+                    "Bitbucket refused {caller} an action with these credentials{seen}: the token lacks a scope the product needs. Edit the connection with a token that has read and write on repositories and pull requests."
+                ),
+            ),
+        };
+        let at = now();
+        let mut next = previous.clone();
+        next.version += 1;
+        next.updated_at = at;
+        next.record_failure(code, what, at);
+        match self.store.update(&owner, &previous, &next, None).await {
+            Ok(()) => json!({"ok": true, "status": "invalid", "status_reason": code}),
+            Err(StoreError::VersionMismatch) => refusal(
+                "version_mismatch",
+                "The connection changed while the report was recorded (the user may have just fixed it); check it again before retrying.",
+            ),
+            Err(error) => from_api(&error.into_api("", limit)),
+        }
+    }
+}
+
+fn caller_name(caller: Option<&str>) -> String {
+    caller.and_then(clean_text).map(|c| c.chars().take(128).collect()).unwrap_or_else(|| "an unnamed worker".into())
+}
+
+/// The API base requests go to: the connection's URL (`…/2.0`, or the Data
+/// Center root's `/rest/api/1.0`).
+fn api_base(url: &ServerUrl) -> String {
+    match url.flavor() {
+        Flavor::Cloud => url.as_str().to_owned(),
+        Flavor::DataCenter => format!("{}/rest/api/1.0", url.as_str()),
+    }
+}
+
+/// Where repositories are cloned from: bitbucket.org for Cloud's API, the
+/// server's `/scm/` on Data Center.
+fn clone_url_base(url: &ServerUrl) -> String {
+    match url.flavor() {
+        Flavor::Cloud if url.as_str() == DEFAULT_CLOUD_URL => "https://bitbucket.org/".into(),
+        Flavor::Cloud => format!("{}/", url.url().origin().ascii_serialization()),
+        Flavor::DataCenter => format!("{}/scm/", url.as_str()),
+    }
+}
+
+fn authorization(connection: &Connection, secret: &Secret) -> String {
+    match connection.username.as_deref().filter(|_| connection.credential_type.has_username()) {
+        Some(user) => {
+            let pair = format!("{user}:{}", secret.expose());
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        }
+        None => format!("Bearer {}", secret.expose()),
+    }
+}
+
+fn git_credentials(connection: &Connection, url: &ServerUrl, secret: &Secret) -> Value {
+    let base = json!({
+        "ok": true,
+        "purpose": "git",
+        "connection_id": connection.id,
+        "credential_type": connection.credential_type.as_str(),
+        "clone_url_base": clone_url_base(url),
+    });
+    let mut answer = base;
+    match &connection.git_username {
+        Some(user) => {
+            answer["username"] = json!(user);
+            answer["password"] = json!(secret.expose());
+        }
+        // Bearer-only tokens: git sends the header itself (`-c http.extraHeader=…`).
+        None => answer["http_extra_header"] = json!(format!("Authorization: Bearer {}", secret.expose())),
+    }
+    answer
+}
