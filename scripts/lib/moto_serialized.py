@@ -14,9 +14,15 @@ TransactWriteItems holds its item keys for HOLD_SECONDS before it is applied, an
 whatever arrives for those keys meanwhile is refused the way DynamoDB refuses it.
 Clients must therefore retry conflicts, as they must against DynamoDB.
 
+Cost: moto snapshots a whole table (deep copy) before every transaction to undo
+it on failure, which makes each transaction as slow as the table is big. Since
+requests are applied one at a time here, undoing only the items a transaction
+touches is equivalent, and keeps a 500-connection test fast.
+
 Usage: python moto_serialized.py HOST PORT   (MOTO_CONFLICT_HOLD_MS, default 25)
 """
 
+import copy
 import io
 import json
 import os
@@ -30,6 +36,56 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import run_simple
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
+
+
+class _TablesNotCopied:
+    """The models module's `copy`, except that whole tables are not deep-copied."""
+
+    @staticmethod
+    def deepcopy(value, *args, **kwargs):
+        return value if isinstance(value, Table) else copy.deepcopy(value, *args, **kwargs)
+
+
+dynamodb_models.copy = _TablesNotCopied
+_transact = DynamoDBBackend.transact_write_items
+
+
+def _transact_undoing_touched_items(self, transact_items):
+    saved = []
+    for entry in transact_items:
+        _, op = next(iter(entry.items()))
+        table = self.tables.get(op.get("TableName"))
+        if table is None:
+            continue
+        if "Item" in op:
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        else:
+            key = op.get("Key") or {}
+        try:
+            before = self.get_item(op["TableName"], key)
+        except Exception:
+            before = None
+        saved.append((op["TableName"], key, copy.deepcopy(before.to_json()["Attributes"]) if before else None))
+    try:
+        return _transact(self, transact_items)
+    except Exception:
+        for table_name, key, attributes in reversed(saved):
+            try:
+                if attributes is None:
+                    self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, attributes)
+            except Exception:
+                pass
+        raise
+
+
+DynamoDBBackend.transact_write_items = _transact_undoing_touched_items
 
 host, port = sys.argv[1], int(sys.argv[2])
 HOLD_SECONDS = int(os.environ.get("MOTO_CONFLICT_HOLD_MS", "25")) / 1000
@@ -41,6 +97,8 @@ apply_lock = threading.Lock()
 held_lock = threading.Lock()
 held = set()
 conflicts = {"transactions": 0, "single_writes": 0}
+# Calls per DynamoDB operation and table, so tests can prove what was (not) called: GET /conflict-emulation/stats
+operations = {}
 
 
 def item_key(table, attributes):
@@ -81,6 +139,14 @@ def serve(environ, start_response):
     operation = target.rsplit(".", 1)[-1] if target.startswith("DynamoDB_") else ""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     raw = environ["wsgi.input"].read(length) if length else b""
+    if operation:
+        try:
+            table = json.loads(raw or b"{}").get("TableName", "")
+        except ValueError:
+            table = ""
+        with held_lock:
+            key = f"{operation} {table}".strip()
+            operations[key] = operations.get(key, 0) + 1
     if operation == "TransactWriteItems":
         keys = transaction_keys(json.loads(raw or b"{}"))
         with held_lock:
@@ -114,7 +180,7 @@ def serve(environ, start_response):
             return error(start_response, "TransactionConflictException",
                          "Transaction is ongoing for the item")
     if environ.get("PATH_INFO") == "/conflict-emulation/stats":
-        data = json.dumps(conflicts).encode()
+        data = json.dumps(dict(conflicts, operations=operations)).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
         return [data]
     return apply(environ, start_response, raw)

@@ -46,10 +46,37 @@ impl Default for Settings {
     }
 }
 
+/// The recheck function's bounds.
+#[derive(Clone, Debug)]
+pub struct RecheckSettings {
+    /// Re-verify connections not checked for this long (`RECHECK_AFTER_HOURS`, 24).
+    pub interval: Duration,
+    /// Connections looked at in parallel (`RECHECK_CONCURRENCY`, 8).
+    pub concurrency: usize,
+    /// Due connections read per query page.
+    pub page_size: usize,
+    /// A host that answered 429 without `Retry-After` is left alone this long.
+    pub rate_limit_pause: Duration,
+}
+
+impl Default for RecheckSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(24 * 60 * 60),
+            concurrency: 8,
+            page_size: 100,
+            rate_limit_pause: Duration::from_secs(60),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub backend: Backend,
     pub settings: Settings,
+    pub recheck: RecheckSettings,
+    /// EventBridge bus for status events (`EVENT_BUS_NAME`; locally they are logged).
+    pub event_bus: Option<String>,
 }
 
 impl Config {
@@ -113,7 +140,12 @@ impl Config {
             .map_err(|e| e.to_string())?,
             bitbucket,
         };
-        Ok(Self { backend, settings })
+        let recheck = RecheckSettings {
+            interval: Duration::from_secs(number("RECHECK_AFTER_HOURS", 24)?.saturating_mul(3600).max(60)),
+            concurrency: usize::try_from(number("RECHECK_CONCURRENCY", 8)?.clamp(1, 64)).unwrap_or(8),
+            ..RecheckSettings::default()
+        };
+        Ok(Self { backend, settings, recheck, event_bus: lookup("EVENT_BUS_NAME") })
     }
 }
 

@@ -367,6 +367,27 @@ impl Connection {
         self
     }
 
+    /// When the recheck function should next look: a fresh verification every
+    /// `interval`, and the moments it turns `expiring` and `expired`. `None` once
+    /// only the user can change anything (invalid, or expired).
+    pub fn next_check(&self, interval: time::Duration, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        if self.status == Status::Invalid {
+            return None;
+        }
+        let mut due = self.verified_at + interval;
+        if let Some(expires) = self.expires_at {
+            if expires <= now {
+                return None;
+            }
+            for moment in [expires - EXPIRY_WARNING, expires] {
+                if moment > now {
+                    due = due.min(moment);
+                }
+            }
+        }
+        Some(due)
+    }
+
     pub fn folded_name(&self) -> String {
         fold_name(&self.name)
     }

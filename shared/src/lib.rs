@@ -8,6 +8,7 @@ pub mod browse;
 pub mod config;
 pub mod credential;
 pub mod domain;
+pub mod events;
 pub mod handlers;
 pub mod http;
 pub mod input;

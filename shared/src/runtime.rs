@@ -71,6 +71,17 @@ pub async fn store(config: &Config) -> Result<Arc<dyn ConnectionStore>, String> 
     })
 }
 
+/// Where status events go: EventBridge when deployed, the log locally.
+pub async fn events(config: &Config) -> Arc<dyn crate::events::Events> {
+    match (&config.backend, &config.event_bus) {
+        (Backend::Aws { .. }, Some(bus)) => {
+            let sdk = crate::aws::sdk_config().await;
+            Arc::new(crate::events::EventBridgeEvents::new(aws_sdk_eventbridge::Client::new(&sdk), bus.clone()))
+        }
+        _ => Arc::new(crate::events::LoggedEvents),
+    }
+}
+
 /// Both ports, sharing one SDK configuration.
 pub async fn store_and_sealer(config: &Config) -> Result<(Arc<dyn ConnectionStore>, Arc<dyn Sealer>), String> {
     Ok(match &config.backend {

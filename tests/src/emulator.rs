@@ -2,7 +2,8 @@
 //! when it is not there: a missing emulator is never a skipped test.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_kms::types::KeyUsageType;
 
@@ -42,6 +43,8 @@ pub struct TableDefinition {
     pub attributes: Vec<(String, String)>,
     pub keys: Vec<(String, String)>,
     pub ttl_attribute: Option<String>,
+    /// (index name, keys, projection type)
+    pub indexes: Vec<(String, Vec<(String, String)>, String)>,
 }
 
 pub fn template_table() -> TableDefinition {
@@ -60,6 +63,20 @@ pub fn template_table() -> TableDefinition {
         attributes: pairs(&properties["AttributeDefinitions"], "AttributeName", "AttributeType"),
         keys: pairs(&properties["KeySchema"], "AttributeName", "KeyType"),
         ttl_attribute: properties["TimeToLiveSpecification"]["AttributeName"].as_str().map(str::to_owned),
+        indexes: properties["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .map(|list| {
+                list.iter()
+                    .map(|index| {
+                        (
+                            index["IndexName"].as_str().unwrap().to_owned(),
+                            pairs(&index["KeySchema"], "AttributeName", "KeyType"),
+                            index["Projection"]["ProjectionType"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -83,6 +100,21 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client) -> String {
             .build()
             .unwrap();
         request = request.key_schema(key);
+    }
+    for (index, keys, projection) in &definition.indexes {
+        let mut gsi = GlobalSecondaryIndex::builder()
+            .index_name(index)
+            .projection(Projection::builder().projection_type(ProjectionType::from(projection.as_str())).build());
+        for (attribute, kind) in keys {
+            gsi = gsi.key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(attribute)
+                    .key_type(KeyType::from(kind.as_str()))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        request = request.global_secondary_indexes(gsi.build().unwrap());
     }
     request.send().await.expect("create table in moto");
     if let Some(attribute) = definition.ttl_attribute {

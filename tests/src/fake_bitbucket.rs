@@ -65,6 +65,12 @@ struct Shared {
     requests: Arc<Mutex<Vec<Recorded>>>,
     /// Bare repositories served over git's smart HTTP under `/git/`.
     git_root: Arc<Mutex<Option<std::path::PathBuf>>>,
+    /// Every answer delayed by this long (a slow Bitbucket).
+    delay: Arc<Mutex<Duration>>,
+    /// Every answer replaced by this status (an outage) when set.
+    outage: Arc<Mutex<Option<StatusCode>>>,
+    /// Requests allowed before each answer is 429, as Bitbucket's hourly limit does.
+    rate_limit: Arc<Mutex<Option<usize>>>,
 }
 
 pub struct FakeBitbucket {
@@ -247,6 +253,23 @@ impl FakeBitbucket {
         *self.shared.git_root.lock().unwrap() = Some(root.to_owned());
     }
 
+    /// Every answer from now on comes after `delay`.
+    pub fn delay(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
+    }
+
+    /// Every answer from now on is `status` (an outage), or normal again with `None`.
+    pub fn outage(&self, status: Option<u16>) {
+        *self.shared.outage.lock().unwrap() = status.and_then(|s| StatusCode::from_u16(s).ok());
+    }
+
+    /// From now on, requests beyond `allowed` more are answered 429 (plain text,
+    /// no `Retry-After`, as Bitbucket Cloud does); `None` lifts the limit.
+    pub fn rate_limit(&self, allowed: Option<usize>) {
+        let seen = self.shared.requests.lock().unwrap().len();
+        *self.shared.rate_limit.lock().unwrap() = allowed.map(|a| seen + a);
+    }
+
     /// From now on this password or token is refused with 401, as after revocation.
     pub fn revoke(&self, secret: &str) {
         self.shared.revoked.lock().unwrap().insert(secret.to_owned());
@@ -270,7 +293,22 @@ async fn record(
     let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let recorded =
         Recorded { path: request.uri().path().to_owned(), authorized: authorization.is_some(), authorization };
-    shared.requests.lock().unwrap().push(recorded);
+    let seen = {
+        let mut requests = shared.requests.lock().unwrap();
+        requests.push(recorded);
+        requests.len()
+    };
+    let delay = *shared.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(status) = *shared.outage.lock().unwrap() {
+        return cloud_error(status, "Something went wrong");
+    }
+    let limited = shared.rate_limit.lock().unwrap().is_some_and(|allowed| seen > allowed);
+    if limited {
+        return (StatusCode::TOO_MANY_REQUESTS, "Rate limit for this resource has been exceeded").into_response();
+    }
     next.run(request).await
 }
 

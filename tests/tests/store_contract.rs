@@ -274,10 +274,19 @@ fn the_deployed_table_has_the_keys_the_store_uses() {
         table.keys,
         vec![(PARTITION_KEY.to_owned(), "HASH".to_owned()), (SORT_KEY.to_owned(), "RANGE".to_owned())]
     );
+    let attribute = |name: &str, kind: &str| (name.to_owned(), kind.to_owned());
     assert_eq!(
         table.attributes,
-        vec![(PARTITION_KEY.to_owned(), "S".to_owned()), (SORT_KEY.to_owned(), "S".to_owned())]
+        vec![
+            attribute(PARTITION_KEY, "S"),
+            attribute(SORT_KEY, "S"),
+            attribute("due_shard", "S"),
+            attribute("due_at", "N")
+        ]
     );
+    let due = table.indexes.iter().find(|(name, _, _)| name == connections::store::DUE_INDEX).expect("the due index");
+    assert_eq!(due.1, vec![attribute("due_shard", "HASH"), attribute("due_at", "RANGE")]);
+    assert_eq!(due.2, "ALL", "the recheck function re-verifies from the index alone");
 }
 
 mod idempotency {

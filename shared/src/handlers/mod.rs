@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod delete;
 pub mod edit;
 pub mod list;
+pub mod recheck;
 pub mod web;
 
 pub use add::AddHandler;
@@ -15,6 +16,7 @@ pub use credentials::CredentialsHandler;
 pub use delete::DeleteHandler;
 pub use edit::EditHandler;
 pub use list::ListHandler;
+pub use recheck::RecheckHandler;
 pub use web::WebHandler;
 
 use lambda_http::http::{StatusCode, header};

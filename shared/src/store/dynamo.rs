@@ -9,6 +9,10 @@
 //! | idempotency record  | `USER#<sub>` | `IDEM#<key>`        | (TTL `expires_at`)
 //! | verification count  | `USER#<sub>` | `RATE#<minute>`     | (TTL `expires_at`)
 //!
+//! The recheck function finds due connections through the sparse index `due`
+//! (`due_shard` = `DUE`, `due_at` = Unix seconds): only connection items that
+//! need a look carry those attributes, so one query reads only due items.
+//!
 //! Delete is one call: it removes the connection and decrements the counter but
 //! leaves the name reservation behind, since its key is only known from the
 //! item. A reservation whose connection is gone is stale, and the next create or
@@ -25,8 +29,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::{ConnectionStore, Expected, IdempotencyRecord, Page, StoreError, verification_window};
-use crate::domain::{Connection, ConnectionId, Owner};
+use super::{ConnectionStore, Due, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError, verification_window};
+use crate::domain::{Connection, ConnectionId, Owner, Status};
 use crate::seal::Sealed;
 
 pub const PARTITION_KEY: &str = "pk";
@@ -37,6 +41,11 @@ const CONNECTION_ID: &str = "connection_id";
 const COUNT: &str = "connection_count";
 const FINGERPRINT: &str = "fingerprint";
 const RESPONSE: &str = "response";
+pub const DUE_INDEX: &str = "due";
+const DUE_SHARD: &str = "due_shard";
+const DUE_SHARD_VALUE: &str = "DUE";
+const DUE_AT: &str = "due_at";
+const NOTIFIED: &str = "notified_status";
 /// The table's TTL attribute: DynamoDB removes expired idempotency records.
 const EXPIRES_AT: &str = "expires_at";
 /// Attributes of the public resource: what `get` and `list` project, never the secret.
@@ -179,16 +188,25 @@ impl DynamoStore {
         next: &Connection,
         expected: u64,
         sealed: Option<&Sealed>,
+        due: DueAt,
+        notified: Option<Status>,
     ) -> Result<Update, StoreError> {
         let mut attributes = public_item(next)?;
         attributes.insert(NAME_FOLDED.into(), AttributeValue::S(next.folded_name()));
         if let Some(sealed) = sealed {
             attributes.insert(SECRET.into(), AttributeValue::B(sealed.0.clone().into()));
         }
+        if let Some(notified) = notified {
+            attributes.insert(NOTIFIED.into(), status_value(notified));
+        }
+        attributes.extend(due_attributes(due));
         let mut update = Update::builder().table_name(&self.table).set_key(Some(Self::connection_key(owner, &next.id)));
         let mut sets = Vec::new();
         let mut removes = Vec::new();
-        for (i, field) in PUBLIC_FIELDS.iter().chain([NAME_FOLDED, SECRET].iter()).enumerate() {
+        let kept_unless_given = [SECRET, NOTIFIED];
+        for (i, field) in
+            PUBLIC_FIELDS.iter().chain([NAME_FOLDED, SECRET, NOTIFIED, DUE_SHARD, DUE_AT].iter()).enumerate()
+        {
             let name = format!("#f{i}");
             match attributes.remove(*field) {
                 Some(value) => {
@@ -197,7 +215,7 @@ impl DynamoStore {
                 }
                 // A field that became empty (status_reason after a good verify) goes away;
                 // the secret is only ever replaced, never removed.
-                None if *field != SECRET => removes.push(name.clone()),
+                None if !kept_unless_given.contains(field) => removes.push(name.clone()),
                 None => continue,
             }
             update = update.expression_attribute_names(name, *field);
@@ -241,6 +259,45 @@ impl DynamoStore {
                     }
                     return Err(reasons);
                 }
+            }
+        }
+    }
+
+    /// One conditional UpdateItem: a single item needs no transaction (which
+    /// would cost twice the write capacity). An in-flight transaction on the item
+    /// (`TransactionConflictException`) is waited out like a cancelled transaction.
+    async fn update_one(&self, update: Update) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            let result = self
+                .client
+                .update_item()
+                .table_name(update.table_name())
+                .set_key(Some(update.key().clone()))
+                .update_expression(update.update_expression())
+                .set_condition_expression(update.condition_expression().map(str::to_owned))
+                .set_expression_attribute_names(update.expression_attribute_names().cloned())
+                .set_expression_attribute_values(update.expression_attribute_values().cloned())
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            match error.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => return Err(StoreError::VersionMismatch),
+                Some(e) if e.is_transaction_conflict_exception() => {
+                    let ceiling = BACKOFF_CAP_MS.min(BACKOFF_BASE_MS << attempt.min(10));
+                    let wait = std::time::Duration::from_millis(fastrand::u64(0..=ceiling));
+                    if started.elapsed() + wait < CONFLICT_BUDGET {
+                        attempt += 1;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    return Err(StoreError::Unavailable("transaction conflicts outlasted the retry budget".into()));
+                }
+                _ => return Err(unavailable(error)),
             }
         }
     }
@@ -349,6 +406,42 @@ fn unavailable<E: std::error::Error>(error: E) -> StoreError {
     StoreError::Unavailable(DisplayErrorContext(error).to_string())
 }
 
+fn status_value(status: Status) -> AttributeValue {
+    AttributeValue::S(serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+}
+
+/// The sparse index's attributes: present only while the item is due.
+fn due_attributes(due: DueAt) -> Vec<(String, AttributeValue)> {
+    let at = match due {
+        DueAt::Now => now_seconds(),
+        DueAt::At(at) => at,
+        DueAt::Never => return Vec::new(),
+    };
+    vec![
+        (DUE_SHARD.to_owned(), AttributeValue::S(DUE_SHARD_VALUE.to_owned())),
+        (DUE_AT.to_owned(), AttributeValue::N(at.to_string())),
+    ]
+}
+
+fn due_from(mut item: Item) -> Result<Due, StoreError> {
+    let owner = item
+        .get(PARTITION_KEY)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|pk| pk.strip_prefix("USER#"))
+        .and_then(Owner::parse)
+        .ok_or_else(|| StoreError::Corrupt("due item without an owner".into()))?;
+    let sealed = match item.remove(SECRET) {
+        Some(AttributeValue::B(blob)) => Sealed(blob.into_inner()),
+        _ => return Err(StoreError::Corrupt("connection item without a secret".into())),
+    };
+    let notified = item
+        .get(NOTIFIED)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|s| serde_json::from_value(serde_json::Value::String(s.clone())).ok())
+        .unwrap_or(Status::Verified);
+    Ok(Due { owner, connection: connection_from(item)?, sealed, notified })
+}
+
 fn public_item(connection: &Connection) -> Result<Item, StoreError> {
     serde_dynamo::to_item(connection).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -379,6 +472,8 @@ impl ConnectionStore for DynamoStore {
         let folded = connection.folded_name();
         item.insert(NAME_FOLDED.into(), AttributeValue::S(folded.clone()));
         item.insert(SECRET.into(), AttributeValue::B(sealed.0.clone().into()));
+        item.insert(NOTIFIED.into(), status_value(connection.status));
+        item.extend(due_attributes(DueAt::Now));
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -520,10 +615,12 @@ impl ConnectionStore for DynamoStore {
         next: &Connection,
         sealed: Option<&Sealed>,
     ) -> Result<(), StoreError> {
-        let update = self.conditional_update(owner, next, previous.version, sealed)?;
+        let update = self.conditional_update(owner, next, previous.version, sealed, DueAt::Now, None)?;
         let update = TransactWriteItem::builder().update(update).build();
         if previous.folded_name() == next.folded_name() {
-            return self.transact(vec![update]).await.map_err(|reasons| update_error(&reasons));
+            return self
+                .update_one(update.update().cloned().ok_or_else(|| StoreError::Unavailable("no update".into()))?)
+                .await;
         }
         let build = |stale: Option<&str>| {
             Ok(vec![
@@ -567,6 +664,63 @@ impl ConnectionStore for DynamoStore {
             },
             Err(reasons) => Err(StoreError::Unavailable(format!("delete cancelled: {reasons:?}"))),
         }
+    }
+
+    async fn due(&self, now: i64, limit: usize, after: Option<&str>) -> Result<DuePage, StoreError> {
+        let start: Option<Item> = match after {
+            Some(text) => {
+                let keys: HashMap<String, String> =
+                    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("due cursor: {e}")))?;
+                Some(
+                    keys.into_iter()
+                        .map(|(k, v)| {
+                            let value = if k == DUE_AT { AttributeValue::N(v) } else { AttributeValue::S(v) };
+                            (k, value)
+                        })
+                        .collect(),
+                )
+            }
+            None => None,
+        };
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("#s = :s AND #d <= :now")
+            .expression_attribute_names("#s", DUE_SHARD)
+            .expression_attribute_names("#d", DUE_AT)
+            .expression_attribute_values(":s", AttributeValue::S(DUE_SHARD_VALUE.into()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let items = output.items.unwrap_or_default().into_iter().map(due_from).collect::<Result<Vec<_>, _>>()?;
+        let next = output.last_evaluated_key.map(|key| {
+            let plain: HashMap<String, String> = key
+                .into_iter()
+                .filter_map(|(k, v)| match v {
+                    AttributeValue::S(s) | AttributeValue::N(s) => Some((k, s)),
+                    _ => None,
+                })
+                .collect();
+            serde_json::to_string(&plain).unwrap_or_default()
+        });
+        Ok(DuePage { items, next })
+    }
+
+    async fn record_check(
+        &self,
+        owner: &Owner,
+        previous: &Connection,
+        next: &Connection,
+        notified: Status,
+        due: DueAt,
+    ) -> Result<(), StoreError> {
+        let update = self.conditional_update(owner, next, previous.version, None, due, Some(notified))?;
+        self.update_one(update).await
     }
 
     async fn count_verification(&self, owner: &Owner, limit: u32, now: i64) -> Result<Option<u64>, StoreError> {

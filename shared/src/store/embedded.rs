@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, ErrorCode, OptionalExtension, params};
 
-use super::{ConnectionStore, Expected, IdempotencyRecord, Page, StoreError, verification_window};
-use crate::domain::{Connection, ConnectionId, Owner};
+use super::{ConnectionStore, Due, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError, verification_window};
+use crate::domain::{Connection, ConnectionId, Owner, Status};
 use crate::seal::Sealed;
 
 const SCHEMA: &str = "
@@ -83,6 +83,13 @@ impl EmbeddedStore {
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.execute_batch(SCHEMA)?;
+        // Columns added after the first release: older local databases gain them here.
+        for column in ["due_at INTEGER", "notified TEXT"] {
+            match db.execute(&format!("ALTER TABLE connections ADD COLUMN {column}"), []) {
+                Err(e) if !e.to_string().contains("duplicate column") => return Err(e),
+                _ => {}
+            }
+        }
         Ok(db)
     }
 
@@ -100,6 +107,14 @@ impl EmbeddedStore {
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
     }
+}
+
+fn now_seconds() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn status_text(status: Status) -> String {
+    serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn sql_error(error: rusqlite::Error) -> StoreError {
@@ -150,8 +165,9 @@ impl ConnectionStore for EmbeddedStore {
                 })?;
             }
             tx.execute(
-                "INSERT INTO connections (owner, id, name_folded, version, doc, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![owner, id, folded, version, doc, sealed],
+                "INSERT INTO connections (owner, id, name_folded, version, doc, sealed, due_at, notified)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'verified')",
+                params![owner, id, folded, version, doc, sealed, now_seconds()],
             )
             .map_err(sql_error)?;
             tx.commit().map_err(sql_error)
@@ -235,9 +251,9 @@ impl ConnectionStore for EmbeddedStore {
         self.with_db(move |db| {
             let changed = db
                 .execute(
-                    "UPDATE connections SET name_folded = ?1, version = ?2, doc = ?3, sealed = COALESCE(?4, sealed)
+                    "UPDATE connections SET name_folded = ?1, version = ?2, doc = ?3, sealed = COALESCE(?4, sealed), due_at = ?8
                      WHERE owner = ?5 AND id = ?6 AND version = ?7",
-                    params![folded, version, doc, sealed, owner, id, expected],
+                    params![folded, version, doc, sealed, owner, id, expected, now_seconds()],
                 )
                 .map_err(sql_error)?;
             if changed == 0 { Err(StoreError::VersionMismatch) } else { Ok(()) }
@@ -297,6 +313,81 @@ impl ConnectionStore for EmbeddedStore {
             .map_err(sql_error)?;
             tx.commit().map_err(sql_error)?;
             Ok(None)
+        })
+        .await
+    }
+
+    async fn due(&self, now: i64, limit: usize, after: Option<&str>) -> Result<DuePage, StoreError> {
+        // The continuation is the last row's (due_at, owner, id).
+        let after: (i64, String, String) = match after {
+            Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("due cursor: {e}")))?,
+            None => (i64::MIN, String::new(), String::new()),
+        };
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .with_db(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT owner, id, doc, sealed, COALESCE(notified, 'verified'), due_at FROM connections
+                         WHERE due_at IS NOT NULL AND due_at <= ?1 AND (due_at, owner, id) > (?2, ?3, ?4)
+                         ORDER BY due_at, owner, id LIMIT ?5",
+                    )
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map(params![now, after.0, after.1, after.2, fetch], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Vec<u8>>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, i64>(5)?,
+                        ))
+                    })
+                    .map_err(sql_error)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+            })
+            .await?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|(owner, id, _, _, _, due)| serde_json::json!([due, owner, id]).to_string()))
+            .flatten();
+        let mut items = Vec::new();
+        for (owner, _, doc, sealed, notified, _) in rows {
+            items.push(Due {
+                owner: Owner::parse(&owner).ok_or_else(|| StoreError::Corrupt("owner".into()))?,
+                connection: decode(&doc)?,
+                sealed: Sealed(sealed),
+                notified: serde_json::from_value(serde_json::Value::String(notified)).unwrap_or(Status::Verified),
+            });
+        }
+        Ok(DuePage { items, next })
+    }
+
+    async fn record_check(
+        &self,
+        owner: &Owner,
+        previous: &Connection,
+        next: &Connection,
+        notified: Status,
+        due: DueAt,
+    ) -> Result<(), StoreError> {
+        let (owner, doc) = (owner.as_str().to_owned(), encode(next)?);
+        let (id, version, expected) = (next.id.clone(), next.version, previous.version);
+        let due_at = match due {
+            DueAt::Now => Some(now_seconds()),
+            DueAt::At(at) => Some(at),
+            DueAt::Never => None,
+        };
+        let notified = status_text(notified);
+        self.with_db(move |db| {
+            let changed = db
+                .execute(
+                    "UPDATE connections SET version = ?1, doc = ?2, notified = ?3, due_at = ?4
+                     WHERE owner = ?5 AND id = ?6 AND version = ?7",
+                    params![version, doc, notified, due_at, owner, id, expected],
+                )
+                .map_err(sql_error)?;
+            if changed == 0 { Err(StoreError::VersionMismatch) } else { Ok(()) }
         })
         .await
     }

@@ -4,13 +4,13 @@ mod dynamo;
 #[cfg(feature = "embedded")]
 mod embedded;
 
-pub use dynamo::{DynamoStore, PARTITION_KEY, SORT_KEY};
+pub use dynamo::{DUE_INDEX, DynamoStore, PARTITION_KEY, SORT_KEY};
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 
 use async_trait::async_trait;
 
-use crate::domain::{Connection, ConnectionId, Owner};
+use crate::domain::{Connection, ConnectionId, Owner, Status};
 use crate::problem::ApiError;
 use crate::seal::Sealed;
 
@@ -74,6 +74,34 @@ impl StoreError {
     }
 }
 
+/// When the recheck function should next look at a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DueAt {
+    /// At its next run (a user change, or an event still to publish).
+    Now,
+    /// At this Unix second.
+    At(i64),
+    /// Not until a user changes it (invalid or expired, and already announced).
+    Never,
+}
+
+/// A connection the recheck function should look at, with what it needs to do so.
+#[derive(Debug)]
+pub struct Due {
+    pub owner: Owner,
+    pub connection: Connection,
+    pub sealed: Sealed,
+    /// The status last announced in an event.
+    pub notified: Status,
+}
+
+#[derive(Debug, Default)]
+pub struct DuePage {
+    pub items: Vec<Due>,
+    /// Where the next page starts; opaque, for the recheck function only.
+    pub next: Option<String>,
+}
+
 /// Which versions a conditional write accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expected<'a> {
@@ -128,6 +156,21 @@ pub trait ConnectionStore: Send + Sync {
     /// Deletes the connection (its name reservation becomes stale), only if its
     /// version is one of those `expected`.
     async fn delete(&self, owner: &Owner, id: &ConnectionId, expected: Expected<'_>) -> Result<(), StoreError>;
+
+    /// Connections due by `now` (Unix seconds), oldest due first: a query, never a scan.
+    async fn due(&self, now: i64, limit: usize, after: Option<&str>) -> Result<DuePage, StoreError>;
+
+    /// Records what the recheck function found: `next` replaces `previous`
+    /// (matched on its version; `next.version` is bumped only for a status
+    /// change), with the status now announced and the next time to look.
+    async fn record_check(
+        &self,
+        owner: &Owner,
+        previous: &Connection,
+        next: &Connection,
+        notified: Status,
+        due: DueAt,
+    ) -> Result<(), StoreError>;
 
     /// Counts one check against Bitbucket for `owner` in the minute of `now`
     /// (Unix seconds). `Some(seconds)` to wait when `limit` is already reached.

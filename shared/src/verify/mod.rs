@@ -74,6 +74,11 @@ impl Verifier {
         &self.http
     }
 
+    /// The longest one verification may take.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// Everything that can be judged without a request: the URL's scheme and
     /// literal address, and whether the fields fit the kind of credential. The
     /// kind the claim will be verified as.

@@ -1,0 +1,247 @@
+//! The `recheck` function, run by an EventBridge Scheduler schedule: keeps
+//! every connection's status true by itself. It reads only due connections
+//! (a query on the sparse `due` index, never a scan), re-verifies those not
+//! checked for `interval`, announces every status change (`verified` ↔
+//! `invalid`, `expiring`, `expired`) as one event, and stops before its time
+//! runs out, leaving the rest due for the next run.
+//!
+//! Writes never clobber a user: each is conditioned on the version it read,
+//! and a conflict skips that connection for this run. Only a status change
+//! bumps the version; a fresh `verified_at`, the announced status and the next
+//! due time are bookkeeping, so a user's `If-Match` stays valid across runs.
+//! Events are at least once: the status is written first (still due), then
+//! published, then marked announced; a failed publish is retried next run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::RecheckSettings;
+use crate::credential::Resource;
+use crate::domain::{Connection, ConnectionId, Status, Username};
+use crate::events::{Events, StatusChanged};
+use crate::problem::ApiError;
+use crate::seal::{SealContext, SealError, Sealer};
+use crate::store::{ConnectionStore, Due, DueAt, StoreError};
+use crate::verify::target::ServerUrl;
+use crate::verify::{Claim, Verifier, is_verdict};
+
+pub struct RecheckHandler {
+    pub store: Arc<dyn ConnectionStore>,
+    pub sealer: Arc<dyn Sealer>,
+    pub verifier: Verifier,
+    pub events: Arc<dyn Events>,
+    pub settings: RecheckSettings,
+}
+
+/// What one run did, for its log line and for tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    pub looked_at: usize,
+    pub verified: usize,
+    pub invalidated: usize,
+    pub events: usize,
+    pub conflicts: usize,
+    pub transient: usize,
+    pub rate_limited: usize,
+    /// The run stopped for time with due connections left for the next run.
+    pub stopped_early: bool,
+}
+
+/// How one connection fared.
+enum Outcome {
+    Rescheduled,
+    Verified,
+    Invalidated,
+    Conflict,
+    Transient,
+    RateLimited,
+}
+
+type Pauses = Mutex<HashMap<String, Instant>>;
+
+impl RecheckHandler {
+    /// One run, which must end by `deadline`.
+    pub async fn run(&self, deadline: Instant) -> RunReport {
+        let started = OffsetDateTime::now_utc();
+        let now = started.unix_timestamp();
+        let pauses: Pauses = Mutex::new(HashMap::new());
+        let mut report = RunReport::default();
+        let mut after: Option<String> = None;
+        // One verification may take the verifier's whole deadline: never start one that cannot finish.
+        let reserve = self.verifier.deadline() + Duration::from_secs(2);
+        loop {
+            if Instant::now() + reserve >= deadline {
+                report.stopped_early = true;
+                break;
+            }
+            let page = match self.store.due(now, self.settings.page_size, after.as_deref()).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(error = %error, "could not read due connections");
+                    break;
+                }
+            };
+            let outcomes: Vec<Option<(Outcome, usize)>> = futures::stream::iter(page.items)
+                .map(|due| {
+                    let pauses = &pauses;
+                    async move {
+                        if Instant::now() + reserve >= deadline {
+                            return None;
+                        }
+                        Some(self.look(due, started, pauses).await)
+                    }
+                })
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+            for outcome in outcomes {
+                let Some((outcome, events)) = outcome else {
+                    report.stopped_early = true;
+                    continue;
+                };
+                report.looked_at += 1;
+                report.events += events;
+                match outcome {
+                    Outcome::Rescheduled => {}
+                    Outcome::Verified => report.verified += 1,
+                    Outcome::Invalidated => report.invalidated += 1,
+                    Outcome::Conflict => report.conflicts += 1,
+                    Outcome::Transient => report.transient += 1,
+                    Outcome::RateLimited => report.rate_limited += 1,
+                }
+            }
+            after = page.next;
+            if after.is_none() || report.stopped_early {
+                break;
+            }
+        }
+        tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "recheck run");
+        report
+    }
+
+    async fn look(&self, due: Due, now: OffsetDateTime, pauses: &Pauses) -> (Outcome, usize) {
+        let previous = due.connection.clone();
+        let mut next = previous.clone();
+        let interval = time::Duration::try_from(self.settings.interval).unwrap_or(time::Duration::DAY);
+        let mut outcome = Outcome::Rescheduled;
+        if previous.status == Status::Verified && previous.verified_at + interval <= now {
+            match self.reverify(&due, pauses).await {
+                Ok(()) => {
+                    next.verified_at = now;
+                    outcome = Outcome::Verified;
+                }
+                Err(Check::Verdict(error)) => {
+                    next.version += 1;
+                    next.updated_at = now;
+                    next.record_failure(error.code(), error.detail(), now);
+                    outcome = Outcome::Invalidated;
+                }
+                // Nothing definite was learned: the connection stays due and is retried next run.
+                Err(Check::Transient) => return (Outcome::Transient, 0),
+                Err(Check::RateLimited) => return (Outcome::RateLimited, 0),
+            }
+        }
+        let status = next.clone().with_status_at(now).status;
+        let announce = status != due.notified;
+        // Written first: a change still to announce keeps the connection due for the next run.
+        let retry = DueAt::At(now.unix_timestamp() + 1);
+        let first = if announce { retry } else { schedule(&next, interval, now) };
+        match self.store.record_check(&due.owner, &previous, &next, due.notified, first).await {
+            Ok(()) => {}
+            Err(StoreError::VersionMismatch) => return (Outcome::Conflict, 0),
+            Err(error) => {
+                tracing::error!(error = %error, connection_id = %previous.id, "could not record a check");
+                return (Outcome::Transient, 0);
+            }
+        }
+        if !announce {
+            return (outcome, 0);
+        }
+        let event = StatusChanged {
+            owner: due.owner.as_str().to_owned(),
+            connection_id: next.id.clone(),
+            name: next.name.clone(),
+            old_status: due.notified,
+            new_status: status,
+            reason: next.status_reason.clone().filter(|_| status == Status::Invalid),
+            detail: next.status_detail.clone().filter(|_| status == Status::Invalid),
+            expires_at: next.expires_at,
+            changed_at: now,
+        };
+        if let Err(error) = self.events.publish(&event).await {
+            tracing::warn!(error = %error, connection_id = %next.id, "event not published; retried next run");
+            return (outcome, 0);
+        }
+        let announced = self.store.record_check(&due.owner, &next, &next, status, schedule(&next, interval, now)).await;
+        if let Err(error) = announced {
+            // Published but not marked: the next run publishes again (at least once).
+            tracing::warn!(error = %error, connection_id = %next.id, "event published but not marked announced");
+        }
+        (outcome, 1)
+    }
+
+    /// Verifies the stored credentials as the user's own re-verify does, with
+    /// the same account pinning; sorts the outcome into definite or not.
+    async fn reverify(&self, due: &Due, pauses: &Pauses) -> Result<(), Check> {
+        let connection = &due.connection;
+        let url = ServerUrl::parse(&connection.url).map_err(|_| Check::Transient)?;
+        let host = url.url().host_str().unwrap_or_default().to_owned();
+        if pauses.lock().map(|p| p.get(&host).is_some_and(|until| *until > Instant::now())).unwrap_or(false) {
+            return Err(Check::RateLimited);
+        }
+        let id = ConnectionId::parse(&connection.id).ok_or(Check::Transient)?;
+        let secret = match self.sealer.open(&due.sealed, SealContext { owner: &due.owner, connection: &id }).await {
+            Ok(secret) => secret,
+            Err(SealError::Rejected) => return Err(Check::Verdict(ApiError::SecretUnreadable)),
+            Err(SealError::Unavailable(_)) => return Err(Check::Transient),
+        };
+        let username = connection.username.as_deref().map(Username::parse).transpose().map_err(|_| Check::Transient)?;
+        let resource = connection.resource.as_deref().map(Resource::parse).transpose().map_err(|_| Check::Transient)?;
+        let claim = Claim {
+            url: &url,
+            username: username.as_ref(),
+            secret: &secret,
+            credential_type: Some(connection.credential_type),
+            resource: resource.as_ref(),
+        };
+        match self.verifier.verify(&claim).await {
+            Ok(verified) => match (&connection.account, &verified.account) {
+                (Some(before), Some(now)) if !before.same_as(now) => {
+                    Err(Check::Verdict(ApiError::AccountMismatch { expected: before.label(), found: now.label() }))
+                }
+                _ => Ok(()),
+            },
+            Err(ApiError::BitbucketRateLimited { retry_after }) => {
+                let pause = retry_after.unwrap_or(self.settings.rate_limit_pause);
+                if let Ok(mut pauses) = pauses.lock() {
+                    pauses.insert(host, Instant::now() + pause);
+                }
+                Err(Check::RateLimited)
+            }
+            Err(error) if is_verdict(&error) => Err(Check::Verdict(error)),
+            Err(_) => Err(Check::Transient),
+        }
+    }
+}
+
+/// Why a re-verification did not succeed.
+enum Check {
+    /// A definite answer against the credentials: the connection turns invalid.
+    Verdict(ApiError),
+    /// Timeouts, 5xx, unreachable: says nothing about the credentials.
+    Transient,
+    /// The host asked us to slow down: left for a later run.
+    RateLimited,
+}
+
+fn schedule(connection: &Connection, interval: time::Duration, now: OffsetDateTime) -> DueAt {
+    match connection.next_check(interval, now) {
+        Some(at) => DueAt::At(at.unix_timestamp()),
+        None => DueAt::Never,
+    }
+}

@@ -1,0 +1,322 @@
+//! Connections stay truthful on their own: the recheck function against the
+//! emulator (DynamoDB with its `due` index, KMS, EventBridge delivering to an
+//! SQS queue that the test reads back) and the fake Bitbucket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blackbox::api::{Api, AwsBackend, Call, test_settings};
+use blackbox::emulator;
+use blackbox::fake_bitbucket::*;
+use connections::config::RecheckSettings;
+use connections::credential::{Capabilities, CredentialType};
+use connections::domain::{Account, Connection, ConnectionId, NewConnection, Owner, Provider};
+use connections::events::EventBridgeEvents;
+use connections::handlers::RecheckHandler;
+use connections::handlers::recheck::RunReport;
+use connections::seal::SealContext;
+use connections::secret::Secret;
+use connections::verify::{Verification, Verifier};
+use serde_json::{Value, json};
+
+struct Env {
+    api: Api,
+    aws: AwsBackend,
+    fake: FakeBitbucket,
+    recheck: RecheckHandler,
+    queue_url: String,
+}
+
+/// An SQS call in its JSON protocol, straight to the emulator.
+async fn sqs(action: &str, body: Value) -> Value {
+    let client = reqwest::Client::new();
+    let reply = client
+        .post(emulator::endpoint())
+        .header("x-amz-target", format!("AmazonSQS.{action}"))
+        .header("content-type", "application/x-amz-json-1.0")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20261129/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("SQS on the emulator");
+    serde_json::from_str(&reply.text().await.unwrap_or_default()).unwrap_or(Value::Null)
+}
+
+async fn env(settings: RecheckSettings) -> Env {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fake = FakeBitbucket::start().await;
+    let (api, aws) = Api::on_moto(test_settings()).await;
+    let sdk = emulator::sdk_config_at(&emulator::endpoint()).await;
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let bus = format!("{}-bus", aws.table);
+    events.create_event_bus().name(&bus).send().await.expect("event bus");
+    let queue = format!("{}-q", aws.table);
+    let queue_url =
+        sqs("CreateQueue", json!({"QueueName": queue})).await["QueueUrl"].as_str().expect("queue url").to_owned();
+    events
+        .put_rule()
+        .name("status")
+        .event_bus_name(&bus)
+        .event_pattern(
+            json!({"source": ["bitbucket-connections"], "detail-type": ["Connection status changed"]}).to_string(),
+        )
+        .send()
+        .await
+        .expect("rule");
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("queue")
+        .arn(format!("arn:aws:sqs:us-east-1:123456789012:{queue}"))
+        .build()
+        .unwrap();
+    events.put_targets().rule("status").event_bus_name(&bus).targets(target).send().await.expect("target");
+    let recheck = RecheckHandler {
+        store: api.store.clone(),
+        sealer: api.sealer.clone(),
+        verifier: Verifier::new(&test_settings().bitbucket).unwrap(),
+        events: Arc::new(EventBridgeEvents::new(events, bus)),
+        settings,
+    };
+    Env { api, aws, fake, recheck, queue_url }
+}
+
+impl Env {
+    async fn run(&self) -> RunReport {
+        self.recheck.run(Instant::now() + Duration::from_secs(60)).await
+    }
+
+    /// Every event delivered so far, as their `detail`s.
+    async fn events(&self) -> Vec<Value> {
+        let mut details = Vec::new();
+        loop {
+            let received = sqs("ReceiveMessage", json!({"QueueUrl": self.queue_url, "MaxNumberOfMessages": 10})).await;
+            let messages = received["Messages"].as_array().cloned().unwrap_or_default();
+            if messages.is_empty() {
+                return details;
+            }
+            for message in messages {
+                let event: Value = serde_json::from_str(message["Body"].as_str().unwrap()).unwrap();
+                assert_eq!(event["source"], "bitbucket-connections");
+                assert_eq!(event["detail-type"], "Connection status changed");
+                details.push(event["detail"].clone());
+                sqs("DeleteMessage", json!({"QueueUrl": self.queue_url, "ReceiptHandle": message["ReceiptHandle"]}))
+                    .await;
+            }
+        }
+    }
+
+    async fn add(&self, body: Value) -> Value {
+        let reply = self.api.send(Call::post("/connections").user("alice").json(body)).await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        reply.json
+    }
+
+    async fn get(&self, id: &str) -> Value {
+        self.api.send(Call::get(format!("/connections/{id}")).user("alice")).await.json
+    }
+}
+
+fn immediately() -> RecheckSettings {
+    RecheckSettings { interval: Duration::ZERO, ..RecheckSettings::default() }
+}
+
+fn token(fake: &FakeBitbucket, name: &str) -> Value {
+    json!({"name": name, "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN})
+}
+
+#[tokio::test]
+async fn a_revoked_token_turns_invalid_on_the_next_run_with_one_event() {
+    let _logs = blackbox::logs::guard();
+    let env = env(immediately()).await;
+    let created = env.add(token(&env.fake, "work")).await;
+    let id = created["id"].as_str().unwrap();
+    env.fake.revoke(API_TOKEN);
+    let report = env.run().await;
+    assert_eq!((report.invalidated, report.events), (1, 1), "{report:?}");
+    let stored = env.get(id).await;
+    assert_eq!(
+        (&stored["status"], &stored["status_reason"], &stored["version"]),
+        (&json!("invalid"), &json!("invalid_credentials"), &json!(2))
+    );
+    let events = env.events().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(
+        (&event["owner"], &event["connection_id"], &event["old_status"], &event["new_status"], &event["reason"]),
+        (&json!("alice"), &json!(id), &json!("verified"), &json!("invalid"), &json!("invalid_credentials"))
+    );
+    assert!(!event.to_string().contains(API_TOKEN));
+    let again = env.run().await;
+    assert_eq!(again.looked_at, 0, "an invalid, announced connection is no longer due: {again:?}");
+    assert!(env.events().await.is_empty(), "exactly one event per change");
+}
+
+#[tokio::test]
+async fn a_failing_bitbucket_changes_nothing_and_the_connection_stays_due() {
+    let _logs = blackbox::logs::guard();
+    let env = env(immediately()).await;
+    let id = env.add(token(&env.fake, "work")).await["id"].as_str().unwrap().to_owned();
+    env.fake.outage(Some(503));
+    let report = env.run().await;
+    assert_eq!((report.transient, report.invalidated, report.events), (1, 0, 0), "{report:?}");
+    assert_eq!(env.get(&id).await["status"], "verified");
+    assert_eq!(env.run().await.transient, 1, "still due: retried on the next run");
+    env.fake.outage(None);
+    assert_eq!(env.run().await.verified, 1);
+    assert!(env.events().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_expiry_ten_days_out_is_announced_as_expiring_without_asking_bitbucket() {
+    let _logs = blackbox::logs::guard();
+    let env = env(RecheckSettings::default()).await;
+    let in_ten_days = (time::OffsetDateTime::now_utc() + time::Duration::days(10)).date().to_string();
+    let mut body = token(&env.fake, "soon");
+    body["expires_at"] = json!(in_ten_days);
+    let id = env.add(body).await["id"].as_str().unwrap().to_owned();
+    let calls = env.fake.requests().len();
+    let report = env.run().await;
+    assert_eq!((report.events, report.verified), (1, 0), "{report:?}");
+    assert_eq!(env.fake.requests().len(), calls, "verified minutes ago: not asked again");
+    let events = env.events().await;
+    assert_eq!((&events[0]["old_status"], &events[0]["new_status"]), (&json!("verified"), &json!("expiring")));
+    let stored = env.get(&id).await;
+    assert_eq!(
+        (&stored["status"], &stored["version"]),
+        (&json!("expiring"), &json!(1)),
+        "bookkeeping keeps the version"
+    );
+    assert_eq!(env.run().await.looked_at, 0, "not due again until tomorrow's check");
+}
+
+#[tokio::test]
+async fn a_user_edit_during_a_run_wins() {
+    let _logs = blackbox::logs::guard();
+    let env = env(immediately()).await;
+    let id = env.add(token(&env.fake, "work")).await["id"].as_str().unwrap().to_owned();
+    env.fake.revoke(API_TOKEN);
+    env.fake.delay(Duration::from_millis(800));
+    let run = env.recheck.run(Instant::now() + Duration::from_secs(60));
+    let edit = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let call = Call::patch(format!("/connections/{id}")).user("alice").header("if-match", "\"1\"");
+        env.api.send(call.json(json!({"name": "renamed by the user"}))).await
+    };
+    let (report, edited) = tokio::join!(run, edit);
+    assert_eq!(edited.status, 200, "{}", edited.text);
+    assert_eq!(report.conflicts, 1, "{report:?}");
+    let stored = env.get(&id).await;
+    assert_eq!(
+        (&stored["name"], &stored["status"], &stored["version"]),
+        (&json!("renamed by the user"), &json!("verified"), &json!(2))
+    );
+    env.fake.delay(Duration::ZERO);
+    assert_eq!(env.run().await.invalidated, 1, "the edit made it due again; the next run decides");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_due_connections_over_a_rate_limiting_bitbucket_finish_within_a_few_runs() {
+    let _logs = blackbox::logs::guard();
+    let env = env(RecheckSettings { interval: Duration::from_secs(3600), ..RecheckSettings::default() }).await;
+    let before = stats().await;
+    // Verified two days ago, so each is stale and due.
+    let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(2);
+    let seeds: Vec<_> = (0..500)
+        .map(|i| {
+            let owner = Owner::parse(&format!("user-{i}")).unwrap();
+            (owner, i)
+        })
+        .collect();
+    // Seeding is test set-up, not the service: generous timeouts for a busy emulator.
+    let patient = emulator::sdk_config_at(&emulator::endpoint())
+        .await
+        .into_builder()
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .operation_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .build();
+    let store: Arc<dyn connections::store::ConnectionStore> =
+        Arc::new(connections::store::DynamoStore::new(aws_sdk_dynamodb::Client::new(&patient), env.aws.table.clone()));
+    let sealer = env.api.sealer.clone();
+    let seeding = Instant::now();
+    let url = env.fake.url("cloud");
+    use futures::StreamExt;
+    futures::stream::iter(seeds.into_iter().map(|(owner, i)| {
+        let (store, sealer, url) = (store.clone(), sealer.clone(), url.clone());
+        async move {
+            let id = ConnectionId::new();
+            let secret = Secret::new(API_TOKEN.to_owned());
+            let sealed = sealer.seal(&secret, SealContext { owner: &owner, connection: &id }).await.unwrap();
+            let new = NewConnection {
+                id: &id,
+                name: &format!("c{i}"),
+                url: &url,
+                username: Some(API_TOKEN_EMAIL),
+                resource: None,
+                expires_at: None,
+            };
+            let connection = Connection::verified(new, verification(), long_ago);
+            store.create(&owner, &connection, &sealed, 1000, None).await.unwrap();
+        }
+    }))
+    .buffer_unordered(4)
+    .collect::<Vec<()>>()
+    .await;
+    let seeded = stats().await;
+    println!("seeded 500 connections in {:.1} s", seeding.elapsed().as_secs_f64());
+
+    let calls_before = env.fake.requests().len();
+    let mut reports = Vec::new();
+    let started = Instant::now();
+    for _ in 0..4 {
+        env.fake.rate_limit(Some(200)); // an hour's allowance, renewed before each run
+        let report = env.run().await;
+        let done = report.looked_at == 0;
+        reports.push(report);
+        if done {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    let verified: usize = reports.iter().map(|r| r.verified).sum();
+    assert_eq!(verified, 500, "{reports:?}");
+    assert!(reports.len() <= 4, "{reports:?}");
+    assert!(reports.iter().all(|r| r.invalidated == 0), "a 429 is never a verdict: {reports:?}");
+    let calls = env.fake.requests().len() - calls_before;
+    let after = stats().await;
+    let delta = |op: &str| after.get(op).copied().unwrap_or(0) - seeded.get(op).copied().unwrap_or(0);
+    assert_eq!(delta("Scan"), 0, "never a scan");
+    assert_eq!(after.get("Scan").copied().unwrap_or(0), before.get("Scan").copied().unwrap_or(0));
+    println!(
+        "500 due connections: {} runs ({:?} verified), {calls} Bitbucket calls, DynamoDB: {} Query, {} UpdateItem, 0 Scan; {:.1} s; reports {reports:?}",
+        reports.len(),
+        reports.iter().map(|r| r.verified).collect::<Vec<_>>(),
+        delta(&format!("Query {}", env.aws.table)),
+        delta(&format!("UpdateItem {}", env.aws.table)),
+        elapsed.as_secs_f64()
+    );
+}
+
+fn verification() -> Verification {
+    Verification {
+        provider: Provider::BitbucketCloud,
+        credential_type: CredentialType::ApiToken,
+        account: Account::new(Some(JDOE_UUID), None, Some("J Doe"), Some("jdoe")),
+        scopes: Vec::new(),
+        capabilities: Capabilities::default(),
+        warnings: Vec::new(),
+        git_username: Some("x-bitbucket-api-token-auth".into()),
+    }
+}
+
+/// DynamoDB calls by operation (and table), as the emulator counted them.
+async fn stats() -> std::collections::HashMap<String, u64> {
+    let url = format!("{}/conflict-emulation/stats", emulator::endpoint());
+    let body: Value = serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap();
+    serde_json::from_value(body["operations"].clone()).unwrap_or_default()
+}
