@@ -40,3 +40,34 @@ while time.time() < deadline:
 sys.exit(f"nothing answered at {url}")
 PY
 }
+
+# ensure_browser: Debian's Chromium for the settings page's browser tests. Installed
+# with apt-get when missing, which takes root; anyone else is told what to run.
+ensure_browser() {
+    if [ -x /usr/bin/chromium ]; then
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "scripts/test: /usr/bin/chromium is missing; as root: apt-get install chromium chromium-driver" >&2
+        exit 1
+    fi
+    echo "== installing chromium and chromium-driver (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    [ -x /usr/bin/chromium ] || { echo "scripts/test: apt-get did not install /usr/bin/chromium" >&2; exit 1; }
+}
+
+# ensure_node_modules DIR: `npm ci` in DIR unless its node_modules already holds
+# exactly what DIR/package-lock.json pins.
+ensure_node_modules() {
+    local dir=$1
+    command -v npm >/dev/null || { echo "scripts/test: node and npm are needed for $dir" >&2; exit 1; }
+    local lock
+    lock=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$dir/node_modules/.lock-sha256" 2>/dev/null)" = "$lock" ]; then
+        return 0
+    fi
+    echo "== npm ci --prefix $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --ignore-scripts --loglevel=error
+    echo "$lock" >"$dir/node_modules/.lock-sha256"
+}

@@ -5,3 +5,4 @@ pub mod api;
 pub mod emulator;
 pub mod fake_bitbucket;
 pub mod logs;
+pub mod watch;

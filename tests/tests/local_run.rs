@@ -2,74 +2,9 @@
 //! root (what `scripts/run` starts), driven over real HTTP through the router in
 //! the workspace metadata, against the fake Bitbucket.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use blackbox::fake_bitbucket::*;
+use blackbox::watch::{build_functions, client, start_watch, wait_until_listening};
 use serde_json::{Value, json};
-
-struct Watch {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        // cargo lambda runs each function as a child process: end the whole group.
-        let _ = Command::new("kill").arg("--").arg(format!("-{}", self.child.id())).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn repository_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `cargo lambda watch` builds each function with `cargo run --bin <fn>` and the
-/// features in the workspace's `lambda.watch` metadata (the embedded backend), a
-/// feature set that differs from the test build's. Building the four binaries the
-/// same way up front keeps that compile out of request timeouts.
-fn build_functions() {
-    let status = Command::new("cargo")
-        .current_dir(repository_root())
-        .args(["build", "--features", "connections/embedded"])
-        .args(["--bin", "add", "--bin", "list", "--bin", "edit", "--bin", "delete"])
-        .status()
-        .expect("cargo");
-    assert!(status.success(), "the four functions must build");
-}
-
-fn start_watch(data_dir: &std::path::Path) -> Watch {
-    use std::os::unix::process::CommandExt;
-    let port = free_port();
-    let root = repository_root();
-    let child = Command::new("cargo")
-        .current_dir(&root)
-        .args([
-            "lambda",
-            "watch",
-            "--ignore-changes",
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-            &port.to_string(),
-        ])
-        .arg("--env-var")
-        .arg(format!(
-            "CONNECTIONS_DATA_DIR={},BITBUCKET_ALLOWED_PRIVATE=127.0.0.0/8,BITBUCKET_ALLOWED_HTTP=127.0.0.1",
-            data_dir.display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("cargo lambda must be installed (scripts/test installs it into .venv/lambda)");
-    Watch { child, base: format!("http://127.0.0.1:{port}") }
-}
 
 async fn call(
     client: &reqwest::Client,
@@ -94,18 +29,11 @@ async fn cargo_lambda_watch_serves_the_full_lifecycle() {
     let fake = FakeBitbucket::start().await;
     let data = tempfile::tempdir().unwrap();
     let watch = start_watch(data.path());
-    // The workspace builds reqwest without a default crypto provider (the service
-    // configures its own); this plain client needs one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+    let client = client();
     let collection = format!("{}/connections", watch.base);
 
     // The first request to each function compiles it; wait for the server itself first.
-    let started = Instant::now();
-    while client.get(&collection).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(300), "cargo lambda watch did not start");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_until_listening(&client, &collection).await;
 
     use reqwest::Method;
     let body = json!({"name": "work", "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});

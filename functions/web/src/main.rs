@@ -1,0 +1,14 @@
+//! `web` function: the settings page; see `connections::handlers::web`.
+
+use connections::handlers::WebHandler;
+use connections::handlers::web::WebConfig;
+use connections::runtime;
+use lambda_http::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    runtime::init_logging();
+    let handler = WebHandler::new(&WebConfig::from_env()?);
+    let handler = &handler;
+    lambda_http::run(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) })).await
+}

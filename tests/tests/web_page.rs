@@ -1,0 +1,111 @@
+//! The settings page in a real browser: headless Chromium driven by
+//! `tests/web/page.test.mjs` (playwright-core), against `cargo lambda watch` and the
+//! fake Bitbucket, as a person would use it at `scripts/run`'s address. A second
+//! watch runs the page with OpenID Connect configured against a fake issuer that
+//! the script serves, to test the deployed sign-in (PKCE) round trip.
+//!
+//! Needs `/usr/bin/chromium` and `npm ci --prefix tests/web`; `scripts/test` does both.
+
+use std::path::Path;
+use std::process::Command;
+
+use blackbox::fake_bitbucket::*;
+use blackbox::watch::{
+    build_functions, client, free_port, repository_root, start_watch, start_watch_with, wait_until_listening,
+};
+use serde_json::json;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_page_works_in_a_real_browser() {
+    let root = repository_root();
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: scripts/test installs it (apt-get install chromium chromium-driver)"
+    );
+    assert!(
+        root.join("tests/web/node_modules/playwright-core").is_dir()
+            && root.join("tests/web/node_modules/axe-core").is_dir(),
+        "tests/web/node_modules is missing: run `npm ci --prefix tests/web` (scripts/test does)"
+    );
+    build_functions();
+    let fake = FakeBitbucket::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let watch = start_watch(data.path());
+    let issuer_port = free_port();
+    let issuer = format!("http://127.0.0.1:{issuer_port}");
+    let signed_in_data = tempfile::tempdir().unwrap();
+    let signed_in = start_watch_with(
+        signed_in_data.path(),
+        &[("OIDC_ISSUER", issuer.as_str()), ("OIDC_CLIENT_ID", "settings-page-test")],
+    );
+    let client = client();
+    wait_until_listening(&client, &format!("{}/", watch.base)).await;
+    wait_until_listening(&client, &format!("{}/", signed_in.base)).await;
+
+    // The fake's secrets, so the script uses exactly what the fake knows.
+    let secrets = json!({
+        "email": API_TOKEN_EMAIL,
+        "api_token": API_TOKEN,
+        "write_only": API_TOKEN_WRITE_ONLY,
+        "four_scopes": BRAINBOARD_TOKEN,
+        "closed_port": free_port(),
+    });
+    let arguments = [
+        "tests/web/page.test.mjs".to_owned(),
+        watch.base.clone(),
+        fake.url("cloud"),
+        "--oidc-base".to_owned(),
+        signed_in.base.clone(),
+        "--oidc-issuer-port".to_owned(),
+        issuer_port.to_string(),
+    ];
+    // The fake Bitbucket runs on this runtime: wait for the browser on another thread.
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(&root)
+            .args(arguments)
+            .env("FAKE_BITBUCKET", secrets.to_string())
+            .env("CHROMIUM", CHROMIUM)
+            .status()
+            .expect("node must be installed")
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.success(),
+        "the browser tests failed (their output is above); screenshots in target/web-screenshots/"
+    );
+    drop((watch, signed_in));
+}
+
+/// The example events beside the web function (what `scripts/invoke web …` sends)
+/// reach their files, as API Gateway delivers them on the unauthenticated routes.
+#[tokio::test]
+async fn the_web_functions_example_events_are_answered() {
+    use connections::handlers::WebHandler;
+    use connections::handlers::web::WebConfig;
+    let handler = WebHandler::new(&WebConfig::default());
+    let dir = repository_root().join("functions/web/events");
+    let mut answered = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let request = lambda_http::request::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let response = handler.handle(request).await;
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        answered.push((
+            name,
+            response.status().as_u16(),
+            response.headers()["content-type"].to_str().unwrap().to_owned(),
+        ));
+    }
+    answered.sort();
+    assert_eq!(
+        answered,
+        [
+            ("config.json".to_owned(), 200, "application/json".to_owned()),
+            ("index.json".to_owned(), 200, "text/html; charset=utf-8".to_owned()),
+        ]
+    );
+}

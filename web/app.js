@@ -1,0 +1,586 @@
+// Settings › Integrations › Personal connections: list, add, view, edit, re-verify, delete.
+// Secrets: typed into one password field, sent once, cleared after every attempt;
+// never stored, logged or put into the page's text.
+
+import { call, connectionPath, configureApi, listAll, Problem } from './api.js';
+import * as auth from './auth.js';
+import {
+  DEFAULT_URL, KIND_LABELS, PROVIDER_LABELS, STATUS_LABELS, capabilityLines, capabilitySummary, inferKind,
+} from './kinds.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** Builds an element; text is always text (never parsed as HTML). */
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === 'class') element.className = value;
+    else element.setAttribute(name, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : String(child));
+  }
+  return element;
+}
+
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const dateOnly = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeZone: 'UTC' });
+
+function when(text, format = dateTime) {
+  if (!text) return '—';
+  const date = new Date(text);
+  return Number.isNaN(date.getTime()) ? text : h('time', { datetime: text }, format.format(date));
+}
+
+const state = {
+  config: { api_base: '', oidc: null },
+  connections: [],
+  current: null,
+  etag: null,
+  lastId: null,
+  keepStatus: false,
+  freshToken: false,
+  dialog: { mode: 'add', kindTouched: false, busy: false },
+};
+
+// ---------------------------------------------------------------- messages
+
+/** A polite announcement; `tone` 'bad' when it reports a failure. It survives the
+ *  navigation the same action starts, and is cleared by the next one. */
+function announce(text, tone = 'ok') {
+  const box = $('status');
+  box.textContent = '';
+  box.dataset.tone = tone;
+  box.textContent = text;
+  state.keepStatus = true;
+}
+
+function showPageProblem(problem) {
+  const box = $('page-problem');
+  box.replaceChildren(h('h2', {}, problem.title || 'Something went wrong'), h('p', {}, problem.detail || String(problem)));
+  box.hidden = false;
+}
+
+function hidePageProblem() {
+  $('page-problem').hidden = true;
+  $('page-problem').replaceChildren();
+}
+
+// ---------------------------------------------------------------- list and detail
+
+function badge(status) {
+  return h('span', { class: `badge badge-${status}` }, STATUS_LABELS[status] || status);
+}
+
+function fact(term, value) {
+  return h('div', {}, h('dt', {}, term), h('dd', {}, value));
+}
+
+function accountLabel(connection) {
+  const account = connection.account;
+  if (account) {
+    const name = account.display_name;
+    const login = account.username;
+    if (name && login && name !== login) return `${name} (${login})`;
+    return name || login || connection.username || '—';
+  }
+  if (connection.username) return connection.username;
+  if (connection.resource) return `Token for ${connection.resource}`;
+  return '—';
+}
+
+function server(connection) {
+  return `Bitbucket ${PROVIDER_LABELS[connection.provider] || connection.provider}`;
+}
+
+function card(connection) {
+  const invalid = connection.status === 'invalid';
+  return h(
+    'li',
+    { class: 'card', 'data-id': connection.id },
+    h(
+      'div',
+      { class: 'card-head' },
+      h('h2', {}, h('a', { href: `#/connections/${connection.id}` }, connection.name)),
+      badge(connection.status),
+    ),
+    h(
+      'dl',
+      { class: 'facts' },
+      fact('Server', server(connection)),
+      fact('Account', accountLabel(connection)),
+      fact('Last verified', when(connection.verified_at)),
+      connection.expires_at ? fact(connection.status === 'expired' ? 'Expired' : 'Expires', when(connection.expires_at, dateOnly)) : null,
+    ),
+    h('p', { class: 'caps' }, invalid ? connection.status_detail || 'Bitbucket no longer accepts these credentials.' : capabilitySummary(connection.capabilities)),
+  );
+}
+
+function renderList() {
+  $('connections').replaceChildren(...state.connections.map(card));
+  $('empty').hidden = state.connections.length > 0;
+  $('loading').hidden = true;
+}
+
+function renderDetail() {
+  const c = state.current;
+  $('detail-title').textContent = c.name;
+  $('detail-badge').replaceChildren(badge(c.status));
+  document.title = `${c.name} · Personal connections`;
+  const parts = [];
+  if (c.status === 'invalid') {
+    parts.push(h('div', { class: 'problem' },
+      h('p', {}, c.status_detail || 'Bitbucket refused these credentials the last time they were checked.'),
+      h('p', {}, 'Edit the connection to enter a new token, then save.')));
+  } else if (c.status === 'expired' || c.status === 'expiring') {
+    parts.push(h('div', { class: 'problem' }, h('p', {}, c.status === 'expired'
+      ? 'The token has passed its expiry date. Create a new one and enter it with Edit.'
+      : 'The token expires soon. Create a new one and enter it with Edit before it stops working.')));
+  }
+  parts.push(h('div', { class: 'panel' },
+    h('h2', {}, c.status === 'invalid' ? 'What it could do when Bitbucket last accepted it' : 'What it can do'),
+    h('p', {}, capabilitySummary(c.capabilities)),
+    h('ul', { class: 'capabilities' }, capabilityLines(c.capabilities).map((line) => h('li', {}, `${line.label}: ${line.text}`)))));
+  if (Array.isArray(c.warnings) && c.warnings.length) {
+    parts.push(h('div', { class: 'panel' }, h('h2', {}, 'Notes'), h('ul', { class: 'warnings' }, c.warnings.map((w) => h('li', {}, w.detail)))));
+  }
+  parts.push(h('div', { class: 'panel' }, h('h2', {}, 'Details'), h('dl', { class: 'facts' },
+    fact('Server', server(c)),
+    fact('Server URL', c.url),
+    fact('Kind', KIND_LABELS[c.credential_type] || c.credential_type),
+    c.username ? fact('Email or username', c.username) : null,
+    c.resource ? fact('Resource', c.resource) : null,
+    fact('Account', accountLabel(c)),
+    c.git_username ? fact('Git username', h('code', {}, c.git_username)) : null,
+    fact('Expires', c.expires_at ? when(c.expires_at, dateOnly) : 'Not set'),
+    fact('Last verified', when(c.verified_at)),
+    fact('Added', when(c.created_at)))));
+  $('detail-body').replaceChildren(...parts);
+}
+
+function showView(name) {
+  $('list-view').hidden = name !== 'list';
+  $('detail-view').hidden = name !== 'detail';
+  $('signin-view').hidden = name !== 'signin';
+}
+
+async function showList(focus) {
+  showView('list');
+  document.title = 'Personal connections · Integrations · Settings';
+  $('connections').setAttribute('aria-busy', 'true');
+  try {
+    state.connections = await listAll();
+    state.freshToken = false;
+    renderList();
+  } catch (problem) {
+    $('loading').hidden = true;
+    if (problem.status !== 401) showPageProblem(problem);
+  } finally {
+    $('connections').removeAttribute('aria-busy');
+  }
+  if (!focus) return;
+  const link = state.lastId && document.querySelector(`[data-id="${CSS.escape(state.lastId)}"] a`);
+  (link || $('list-title')).focus();
+}
+
+async function showDetail(id, focus) {
+  showView('detail');
+  state.lastId = id;
+  try {
+    const { data, etag } = await call('GET', connectionPath(id));
+    state.current = data;
+    state.etag = etag;
+    renderDetail();
+    if (focus) $('detail-title').focus();
+  } catch (problem) {
+    if (problem.status === 404) {
+      announce('That connection no longer exists.');
+      location.hash = '#/';
+    } else if (problem.status !== 401) {
+      $('detail-title').textContent = 'Connection';
+      $('detail-body').replaceChildren();
+      showPageProblem(problem);
+    }
+  }
+}
+
+async function route(event) {
+  const focus = Boolean(event);
+  const hash = location.hash;
+  if (event && !state.keepStatus) $('status').textContent = '';
+  state.keepStatus = false;
+  const match = /^#\/connections\/([0-9a-f-]{36})$/.exec(hash);
+  if (match) {
+    hidePageProblem();
+    await showDetail(match[1], focus);
+  } else if (hash === '' || hash === '#' || hash === '#/') {
+    hidePageProblem();
+    await showList(focus);
+  }
+}
+
+// ---------------------------------------------------------------- the add / edit dialog
+
+const dialog = $('connection-dialog');
+const form = $('connection-form');
+const fields = {
+  name: $('f-name'),
+  url: $('f-url'),
+  username: $('f-username'),
+  password: $('f-password'),
+  credential_type: $('f-kind'),
+  resource: $('f-resource'),
+  expires_at: $('f-expires'),
+};
+const LABELS = {
+  name: 'Name',
+  url: 'Server URL',
+  username: 'Email or username',
+  password: 'Token or password',
+  credential_type: 'Kind',
+  resource: 'Resource',
+  expires_at: 'Expiry date',
+};
+
+function updateKind() {
+  if (state.dialog.kindTouched) return;
+  fields.credential_type.value = inferKind(fields.url.value, fields.username.value, fields.resource.value);
+}
+
+function clearErrors() {
+  for (const input of Object.values(fields)) {
+    input.removeAttribute('aria-invalid');
+    input.setAttribute('aria-describedby', `${input.id}-hint`);
+    const error = $(`${input.id}-error`);
+    error.hidden = true;
+    error.textContent = '';
+  }
+  $('form-problem').hidden = true;
+  $('form-problem').replaceChildren();
+}
+
+/** "is required" reads after the field's name; a sentence of its own stands alone. */
+function fieldMessage(field, detail) {
+  const text = String(detail || 'is not valid').trim().replace(/\.$/, '');
+  const predicate = /^(is|are|was|were|must|has|have|does|do|cannot|can|should|needs|contains|may|belongs)\b/.test(text);
+  const sentence = predicate ? `${LABELS[field]} ${text}` : text.charAt(0).toUpperCase() + text.slice(1);
+  return `${sentence}.`;
+}
+
+function markField(field, detail) {
+  const input = fields[field];
+  const error = $(`${input.id}-error`);
+  error.textContent = fieldMessage(field, detail);
+  error.hidden = false;
+  input.setAttribute('aria-invalid', 'true');
+  input.setAttribute('aria-describedby', `${input.id}-hint ${input.id}-error`);
+}
+
+function showFormProblem(problem) {
+  const atFields = problem.errors.filter((e) => fields[e.field]);
+  const elsewhere = problem.errors.filter((e) => !fields[e.field]);
+  for (const error of atFields) markField(error.field, error.detail);
+  const onlyFields = atFields.length > 0 && elsewhere.length === 0 && problem.code === 'validation_failed';
+  const parts = [h('h3', {}, onlyFields ? 'Check the fields marked below' : problem.title)];
+  if (!onlyFields) parts.push(h('p', {}, problem.detail));
+  for (const error of elsewhere) parts.push(h('p', {}, `${error.field}: ${error.detail}`));
+  if (problem.missingScopes.length) {
+    parts.push(h('p', {}, 'Missing scopes:'), h('ul', { class: 'missing-scopes' }, problem.missingScopes.map((s) => h('li', {}, h('code', {}, s)))));
+  }
+  const box = $('form-problem');
+  box.replaceChildren(...parts);
+  box.hidden = false;
+  const first = atFields[0];
+  (first ? fields[first.field] : box).focus();
+}
+
+function setBusy(busy, text) {
+  state.dialog.busy = busy;
+  form.setAttribute('aria-busy', String(busy));
+  const save = $('save');
+  save.disabled = busy;
+  save.textContent = busy ? text : 'Save and close';
+  $('form-progress').textContent = busy ? text : '';
+}
+
+function openDialog(mode) {
+  state.dialog = { mode, kindTouched: false, busy: false };
+  form.reset();
+  clearErrors();
+  setBusy(false);
+  $('confirm-account-field').hidden = true;
+  $('copy-status').textContent = '';
+  if (mode === 'add') {
+    $('dialog-title').textContent = 'Add connection';
+    fields.url.value = DEFAULT_URL;
+    $('f-password-hint').textContent = 'Checked with Bitbucket, then stored encrypted. It is never shown again.';
+    updateKind();
+  } else {
+    const c = state.current;
+    $('dialog-title').textContent = 'Edit connection';
+    fields.name.value = c.name;
+    fields.url.value = c.url;
+    fields.username.value = c.username || '';
+    fields.credential_type.value = c.credential_type;
+    fields.resource.value = c.resource || '';
+    fields.expires_at.value = (c.expires_at || '').slice(0, 10);
+    $('f-password-hint').textContent = 'Leave empty to keep the current one. Needed again if you change the server URL.';
+  }
+  dialog.showModal();
+  fields.name.focus();
+}
+
+function values() {
+  return {
+    name: fields.name.value.trim(),
+    url: fields.url.value.trim(),
+    username: fields.username.value.trim(),
+    password: fields.password.value,
+    kind: fields.credential_type.value,
+    resource: fields.resource.value.trim(),
+    expires: fields.expires_at.value,
+  };
+}
+
+function addBody(v) {
+  const body = { name: v.name, url: v.url || DEFAULT_URL, password: v.password };
+  if (v.username) body.username = v.username;
+  if (state.dialog.kindTouched) body.credential_type = v.kind;
+  if (v.resource) body.resource = v.resource;
+  if (v.expires) body.expires_at = v.expires;
+  return body;
+}
+
+function patchBody(v, c) {
+  const body = {};
+  if (v.name !== c.name) body.name = v.name;
+  if (v.url && v.url !== c.url) body.url = v.url;
+  if (v.username && v.username !== (c.username || '')) body.username = v.username;
+  // An empty secret keeps the stored one.
+  if (v.password) body.password = v.password;
+  if (state.dialog.kindTouched && v.kind !== c.credential_type) body.credential_type = v.kind;
+  if (v.resource && v.resource !== (c.resource || '')) body.resource = v.resource;
+  if (v.expires !== (c.expires_at || '').slice(0, 10)) body.expires_at = v.expires || null;
+  if (Object.keys(body).length && $('f-confirm-account').checked) body.confirm_account_change = true;
+  return body;
+}
+
+const CHECKED = ['url', 'username', 'password', 'credential_type', 'resource'];
+
+async function save() {
+  if (state.dialog.busy) return;
+  clearErrors();
+  const { mode } = state.dialog;
+  const v = values();
+  const missing = [];
+  if (!v.name) missing.push({ field: 'name', detail: 'is required' });
+  if (mode === 'add' && !v.password) missing.push({ field: 'password', detail: 'is required' });
+  if (missing.length) {
+    showFormProblem(new Problem(422, { code: 'validation_failed', errors: missing }));
+    return;
+  }
+  const body = mode === 'add' ? addBody(v) : patchBody(v, state.current);
+  if (mode === 'edit' && !Object.keys(body).length) {
+    dialog.close();
+    announce('Nothing changed.');
+    return;
+  }
+  const checks = CHECKED.some((key) => key in body);
+  setBusy(true, checks ? 'Checking with Bitbucket…' : 'Saving…');
+  try {
+    if (mode === 'add') {
+      const { data } = await call('POST', '/connections', { body });
+      fields.password.value = '';
+      dialog.close();
+      state.lastId = data.id;
+      const note = Array.isArray(data.warnings) && data.warnings.length ? ` ${data.warnings[0].detail}` : '';
+      announce(`Connection “${data.name}” added: Bitbucket accepted the credentials.${note}`);
+      if (location.hash.startsWith('#/connections/')) location.hash = '#/';
+      else await showList(false);
+    } else {
+      const { data, etag } = await call('PATCH', connectionPath(state.current.id), { body, etag: state.etag });
+      fields.password.value = '';
+      dialog.close();
+      state.current = data;
+      state.etag = etag;
+      renderDetail();
+      announce(checks ? `Saved “${data.name}”: Bitbucket accepted the credentials.` : `Saved “${data.name}”.`);
+    }
+  } catch (caught) {
+    fields.password.value = '';
+    const problem = caught instanceof Problem ? caught : new Problem(0, { detail: String(caught) });
+    if (problem.code === 'version_mismatch' && state.current) {
+      try {
+        const { data, etag } = await call('GET', connectionPath(state.current.id));
+        state.current = data;
+        state.etag = etag;
+        renderDetail();
+      } catch {
+        // the message below still says what happened
+      }
+    }
+    if (problem.code === 'account_mismatch') $('confirm-account-field').hidden = false;
+    setBusy(false);
+    if (problem.status !== 401) showFormProblem(problem);
+    return;
+  }
+  setBusy(false);
+}
+
+// ---------------------------------------------------------------- re-verify and delete
+
+async function reverify() {
+  const button = $('reverify');
+  const c = state.current;
+  button.disabled = true;
+  button.textContent = 'Checking with Bitbucket…';
+  $('detail-view').setAttribute('aria-busy', 'true');
+  hidePageProblem();
+  try {
+    const { data, etag } = await call('POST', `${connectionPath(c.id)}/verify`);
+    state.current = data;
+    state.etag = etag;
+    renderDetail();
+    if (data.status === 'invalid') announce(`Bitbucket refused “${data.name}”. ${data.status_detail || ''}`.trim(), 'bad');
+    else announce(`Bitbucket accepted “${data.name}”: it is ${STATUS_LABELS[data.status].toLowerCase()}.`);
+  } catch (problem) {
+    if (problem.status !== 401) showPageProblem(problem);
+  } finally {
+    button.disabled = false;
+    button.textContent = 'Re-verify';
+    $('detail-view').removeAttribute('aria-busy');
+    button.focus();
+  }
+}
+
+function askDelete() {
+  const confirm = $('confirm-dialog');
+  $('confirm-title').textContent = `Delete “${state.current.name}”?`;
+  $('confirm-text').textContent = 'The product will no longer be able to use it to import code or open pull requests. This cannot be undone.';
+  confirm.returnValue = '';
+  confirm.showModal();
+}
+
+async function deleteCurrent() {
+  const c = state.current;
+  try {
+    await call('DELETE', connectionPath(c.id), { etag: state.etag });
+    announce(`Deleted “${c.name}”.`);
+    state.lastId = null;
+    location.hash = '#/';
+  } catch (problem) {
+    if (problem.status === 404) {
+      announce(`“${c.name}” was already deleted.`);
+      location.hash = '#/';
+    } else if (problem.status !== 401) {
+      showPageProblem(problem);
+      if (problem.code === 'version_mismatch') await showDetail(c.id, false);
+    }
+  }
+}
+
+async function copyScopes() {
+  const list = $('scopes');
+  const text = [...list.querySelectorAll('code')].map((code) => code.textContent).join('\n');
+  try {
+    await navigator.clipboard.writeText(text);
+    $('copy-status').textContent = 'Copied.';
+  } catch {
+    const range = document.createRange();
+    range.selectNodeContents(list);
+    const selection = getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    $('copy-status').textContent = 'Selected: press Ctrl+C to copy.';
+  }
+}
+
+// ---------------------------------------------------------------- sign-in
+
+function showSignIn(text, canSignIn) {
+  showView('signin');
+  $('signin-text').textContent = text;
+  $('signin').hidden = !canSignIn;
+  $('signin-title').focus();
+}
+
+async function beginSignIn() {
+  try {
+    await auth.signIn(state.config.oidc);
+  } catch (error) {
+    showSignIn(`Sign-in could not start: ${error.message}`, true);
+  }
+}
+
+function unauthenticated() {
+  auth.forget();
+  if (dialog.open) dialog.close();
+  if (!state.config.oidc) {
+    showSignIn('The service did not accept this request. This page has no sign-in configured: a local run serves only this machine.', false);
+  } else if (state.freshToken) {
+    // A token just issued and already refused: redirecting again would loop.
+    showSignIn('The service did not accept the token from the sign-in service. Check that the stack\'s OidcClientId is among its JwtAudience.', true);
+  } else {
+    beginSignIn();
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+function wire() {
+  $('add').addEventListener('click', () => openDialog('add'));
+  $('edit').addEventListener('click', () => openDialog('edit'));
+  $('reverify').addEventListener('click', reverify);
+  $('delete').addEventListener('click', askDelete);
+  $('confirm-dialog').addEventListener('close', () => {
+    if ($('confirm-dialog').returnValue === 'delete') deleteCurrent();
+  });
+  $('cancel').addEventListener('click', () => dialog.close());
+  $('dialog-close').addEventListener('click', () => dialog.close());
+  dialog.addEventListener('cancel', (event) => {
+    if (state.dialog.busy) event.preventDefault();
+  });
+  dialog.addEventListener('close', () => {
+    fields.password.value = '';
+  });
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    save();
+  });
+  for (const input of [fields.url, fields.username, fields.resource]) input.addEventListener('input', updateKind);
+  fields.credential_type.addEventListener('change', () => {
+    state.dialog.kindTouched = true;
+  });
+  $('copy-scopes').addEventListener('click', copyScopes);
+  $('signin').addEventListener('click', beginSignIn);
+  window.addEventListener('hashchange', route);
+}
+
+async function start() {
+  wire();
+  try {
+    const response = await fetch('/config.json', { cache: 'no-cache', credentials: 'omit' });
+    if (response.ok) state.config = await response.json();
+  } catch {
+    // no configuration: a local run without sign-in
+  }
+  configureApi({ base: state.config.api_base || '', token: auth.token, unauthenticated });
+  if (state.config.oidc) {
+    const failure = await auth.finishSignIn(state.config.oidc);
+    if (failure) {
+      showSignIn(failure, true);
+      return;
+    }
+    if (!auth.token()) {
+      showSignIn('Taking you to sign in…', false);
+      await beginSignIn();
+      return;
+    }
+    state.freshToken = true;
+  }
+  await route();
+}
+
+start();
