@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use connections::config::Settings;
-use connections::domain::{Account, Connection, ConnectionId, CredentialType, Owner, Provider, now};
+use connections::credential::Capabilities;
+use connections::domain::{Account, Connection, ConnectionId, CredentialType, NewConnection, Owner, Provider, now};
 use connections::handlers::ListHandler;
 use connections::handlers::list::PageBody;
 use connections::http::json_body;
@@ -16,27 +17,34 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
 fn connection(n: usize) -> Connection {
+    let scopes: Vec<String> = [
+        "read:repository:bitbucket",
+        "write:repository:bitbucket",
+        "read:pullrequest:bitbucket",
+        "write:pullrequest:bitbucket",
+    ]
+    .map(String::from)
+    .to_vec();
     let verification = Verification {
         provider: Provider::BitbucketCloud,
         credential_type: CredentialType::ApiToken,
-        account: Account {
-            uuid: Some("{4f6d1a2c-8e0b}".into()),
-            display_name: Some("J Doe".into()),
-            username: Some("jdoe".into()),
-        },
-        scopes: ["read:repository:bitbucket", "write:repository:bitbucket", "read:pullrequest:bitbucket"]
-            .map(String::from)
-            .to_vec(),
+        account: Account::new(Some("{4f6d1a2c-8e0b}"), None, Some("J Doe"), Some("jdoe")),
+        capabilities: Capabilities::from_cloud_scopes(CredentialType::ApiToken, &scopes),
+        scopes,
+        warnings: Vec::new(),
+        git_username: Some("x-bitbucket-api-token-auth".into()),
     };
     let name = format!("connection {n}");
-    Connection::verified(
-        &ConnectionId::new(),
-        &name,
-        "https://api.bitbucket.org/2.0",
-        "jdoe@example.com",
-        verification,
-        now(),
-    )
+    let id = ConnectionId::new();
+    let new = NewConnection {
+        id: &id,
+        name: &name,
+        url: "https://api.bitbucket.org/2.0",
+        username: Some("jdoe@example.com"),
+        resource: None,
+        expires_at: None,
+    };
+    Connection::verified(new, verification, now())
 }
 
 /// Answers instantly from memory: only the handler's own work is measured.

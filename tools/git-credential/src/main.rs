@@ -12,6 +12,7 @@
 //! `erase` do nothing: the connection service owns the secret.
 
 use std::io::{BufRead, Write};
+use std::time::Duration;
 
 use aws_config::Region;
 use aws_sdk_lambda::config::Credentials;
@@ -90,7 +91,15 @@ async fn invoke(options: &Options) -> Result<Value, String> {
         }
         None => connections::aws::sdk_config().await,
     };
-    let client = aws_sdk_lambda::Client::new(&config);
+    // The service's 5 s budget is for its own calls; a function's cold start (or,
+    // locally, its first build) takes longer.
+    let patient = aws_sdk_lambda::config::Builder::from(&config).timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(Duration::from_secs(120))
+            .operation_timeout(Duration::from_secs(240))
+            .build(),
+    );
+    let client = aws_sdk_lambda::Client::from_conf(patient.build());
     let request = json!({
         "action": "get",
         "owner": options.owner,
