@@ -5,13 +5,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use connections::config::Settings;
 use connections::credential::Capabilities;
-use connections::domain::{Account, Connection, ConnectionId, CredentialType, NewConnection, Owner, Provider, now};
+use connections::domain::{
+    Account, Connection, ConnectionId, CredentialType, NewConnection, Owner, Provider, Status, now,
+};
 use connections::handlers::ListHandler;
 use connections::handlers::list::PageBody;
 use connections::http::json_body;
 use connections::input::parse_create;
 use connections::seal::Sealed;
-use connections::store::{ConnectionStore, IdempotencyRecord, Page, StoreError};
+use connections::store::{ConnectionStore, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError};
 use connections::verify::Verification;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
@@ -77,8 +79,24 @@ impl ConnectionStore for Instant {
     async fn update(&self, _: &Owner, _: &Connection, _: &Connection, _: Option<&Sealed>) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn delete(&self, _: &Owner, _: &ConnectionId, _: Option<u64>) -> Result<(), StoreError> {
+    async fn delete(&self, _: &Owner, _: &ConnectionId, _: Expected<'_>) -> Result<(), StoreError> {
         Ok(())
+    }
+    async fn due(&self, _: i64, _: usize, _: Option<&str>) -> Result<DuePage, StoreError> {
+        Ok(DuePage::default())
+    }
+    async fn record_check(
+        &self,
+        _: &Owner,
+        _: &Connection,
+        _: &Connection,
+        _: Status,
+        _: DueAt,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn count_verification(&self, _: &Owner, _: u32, _: i64) -> Result<Option<u64>, StoreError> {
+        Ok(None)
     }
 }
 

@@ -184,10 +184,10 @@ pub fn if_match(headers: &HeaderMap) -> IfMatch {
         let mut rest = text.trim();
         while !rest.is_empty() {
             rest = rest.trim_start_matches([',', ' ', '\t']);
-            if let Some(after) = rest.strip_prefix('*') {
-                if after.trim_start_matches([' ', '\t']).is_empty() || after.trim_start().starts_with(',') {
-                    return IfMatch::Any;
-                }
+            if let Some(after) = rest.strip_prefix('*')
+                && (after.trim_start_matches([' ', '\t']).is_empty() || after.trim_start().starts_with(','))
+            {
+                return IfMatch::Any;
             }
             let weak = rest.starts_with("W/");
             let tag_start = if weak { &rest[2..] } else { rest };

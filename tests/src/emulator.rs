@@ -43,9 +43,11 @@ pub struct TableDefinition {
     pub attributes: Vec<(String, String)>,
     pub keys: Vec<(String, String)>,
     pub ttl_attribute: Option<String>,
-    /// (index name, keys, projection type)
-    pub indexes: Vec<(String, Vec<(String, String)>, String)>,
+    pub indexes: Vec<IndexDefinition>,
 }
+
+/// A global secondary index: name, (attribute, key type) pairs, projection type.
+pub type IndexDefinition = (String, Vec<(String, String)>, String);
 
 pub fn template_table() -> TableDefinition {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
