@@ -14,7 +14,8 @@ Run by scripts/test with the iac virtualenv's Python (PyYAML comes with cfn-lint
    (and nothing else: an unknown operator is an error, never "true") decides each
    Encrypt/Decrypt statement of the key policy and of the roles for five contexts.
 3. That key is administered by named principals: the account root may only inspect it,
-   grants are denied to everyone, and no one but add and edit may use it.
+   grants are denied to everyone, only add and edit may Encrypt and only edit,
+   browse, credentials and recheck may Decrypt.
 4. Each function writes only to its own log group (no AWSLambdaBasicExecutionRole).
 """
 
@@ -227,7 +228,12 @@ def check_sealing_key(template: dict) -> list[str]:
     resources = template["Resources"]
     key = resources["ConnectionsKey"]["Properties"]["KeyPolicy"]["Statement"]
     root = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
-    users = {"AddRole", "EditRole"}
+    # Who may do what with the key: Encrypt where secrets are entered, Decrypt where they are used.
+    allowed = {
+        "kms:Encrypt": {"AddRole", "EditRole"},
+        "kms:Decrypt": {"EditRole", "BrowseRole", "CredentialsRole", "RecheckRole"},
+    }
+    users = allowed["kms:Encrypt"] | allowed["kms:Decrypt"]
     denies_grants = False
     for statement in key:
         where = f"ConnectionsKey/{statement.get('Sid', '?')}"
@@ -246,8 +252,9 @@ def check_sealing_key(template: dict) -> list[str]:
         used = covered(statement, USE_ACTIONS)
         if used:
             named = {p["Fn::GetAtt"][0] for p in principals if isinstance(p, dict) and "Fn::GetAtt" in p}
-            if not named or named - users or len(named) != len(principals):
-                failures.append(f"{where}: {', '.join(used)} for principals other than the add and edit roles")
+            permitted = set.intersection(*(allowed.get(action, set()) for action in used))
+            if not named or named - permitted or len(named) != len(principals):
+                failures.append(f"{where}: {', '.join(used)} for principals other than {sorted(permitted)}")
             if "kms:CreateGrant" in used or any(a.startswith("kms:ReEncrypt") or a.startswith("kms:GenerateDataKey")
                                                  for a in used):
                 failures.append(f"{where}: allows {', '.join(used)}; the service only Encrypts and Decrypts")
@@ -258,9 +265,9 @@ def check_sealing_key(template: dict) -> list[str]:
         if not covered(statement, USE_ACTIONS) and not any(str(a).startswith("kms:") for a in as_list(statement.get("Action", []))):
             continue
         failures += check_context_conditions(where, statement)
-        if covered(statement, ["kms:Encrypt", "kms:Decrypt"]):
-            if role not in users:
-                failures.append(f"{where}: {role} may use a KMS key")
+        for action in covered(statement, ["kms:Encrypt", "kms:Decrypt"]):
+            if role not in allowed[action]:
+                failures.append(f"{where}: {role} may {action}")
             if not all(is_ref(r, "ConnectionsKey") for r in as_list(statement.get("Resource"))):
                 failures.append(f"{where}: KMS use must name the ConnectionsKey, not {statement.get('Resource')!r}")
     return failures

@@ -22,13 +22,14 @@ async fn every_example_event_is_answered_by_its_function() {
     let dir = tempfile::tempdir().unwrap();
     let api = Api::embedded(dir.path(), test_settings());
     let mut answered = Vec::new();
-    for function in ["add", "list", "edit", "delete"] {
+    for function in ["add", "list", "edit", "delete", "browse"] {
         for (file, text) in events(function) {
             let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{function}/{file}: {e}"));
             let response = match function {
                 "add" => api.add.handle(request).await,
                 "list" => api.list.handle(request).await,
                 "edit" => api.edit.handle(request).await,
+                "browse" => api.browse.handle(request).await,
                 _ => api.delete.handle(request).await,
             };
             let body = format!("{:?}", response.body());
@@ -41,6 +42,7 @@ async fn every_example_event_is_answered_by_its_function() {
     // what matters is each route answered with its own problem, not a 5xx.
     let expected = [
         ("add/create.json", 422),
+        ("browse/repositories.json", 404),
         ("delete/delete.json", 404),
         ("edit/rename.json", 404),
         ("edit/verify.json", 404),
@@ -51,4 +53,20 @@ async fn every_example_event_is_answered_by_its_function() {
     answered_sorted.sort();
     let expected: Vec<(String, u16)> = expected.iter().map(|(f, s)| ((*f).to_owned(), *s)).collect();
     assert_eq!(answered_sorted, expected);
+}
+
+/// The credentials function's examples are worker invocations, answered with a
+/// clear refusal for an id that does not exist (never an invocation error).
+#[tokio::test]
+async fn the_credentials_examples_are_understood() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::embedded(dir.path(), test_settings());
+    for (file, text) in events("credentials") {
+        let event: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("credentials/{file}: {e}"));
+        let answer = api.invoke_credentials(event).await;
+        assert_eq!(answer["code"], "not_found", "credentials/{file}: {answer}");
+    }
+    let schedule = events("recheck");
+    assert_eq!(schedule.len(), 1, "the schedule's example event");
 }

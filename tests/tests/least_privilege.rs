@@ -12,14 +12,20 @@ use aws_sdk_dynamodb::operation::{
     delete_item::DeleteItemInput, get_item::GetItemInput, put_item::PutItemInput, query::QueryInput,
     transact_write_items::TransactWriteItemsInput, update_item::UpdateItemInput,
 };
+use aws_sdk_eventbridge::operation::put_events::PutEventsInput;
 use aws_sdk_kms::operation::{decrypt::DecryptInput, encrypt::EncryptInput};
 use blackbox::api::{Api, Call, test_settings};
 use blackbox::emulator;
 use blackbox::fake_bitbucket::*;
-use connections::handlers::{AddHandler, DeleteHandler, EditHandler, ListHandler};
+use connections::config::RecheckSettings;
+use connections::events::EventBridgeEvents;
+use connections::handlers::{
+    AddHandler, BrowseHandler, CredentialsHandler, DeleteHandler, EditHandler, ListHandler, RecheckHandler,
+};
 use connections::seal::KmsSealer;
 use connections::store::DynamoStore;
 use connections::verify::Verifier;
+use connections::verify::client::BitbucketHttp;
 use serde_json::json;
 
 type Actions = Arc<Mutex<BTreeSet<String>>>;
@@ -67,6 +73,10 @@ impl Intercept for Recorder {
                     add("dynamodb:ConditionCheckItem");
                 }
             }
+        } else if input.downcast_ref::<QueryInput>().is_some() {
+            add("dynamodb:Query");
+        } else if input.downcast_ref::<PutEventsInput>().is_some() {
+            add("events:PutEvents");
         } else if input.downcast_ref::<EncryptInput>().is_some() {
             add("kms:Encrypt");
         } else if input.downcast_ref::<DecryptInput>().is_some() {
@@ -90,10 +100,9 @@ fn granted() -> BTreeMap<&'static str, BTreeSet<String>> {
                 serde_yaml_ng::Value::String(one) => vec![one.clone()],
                 many => many.as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
             };
-            by_role
-                .entry(role.clone())
-                .or_default()
-                .extend(actions.into_iter().filter(|a| a.starts_with("dynamodb:") || a.starts_with("kms:")));
+            by_role.entry(role.clone()).or_default().extend(
+                actions.into_iter().filter(|a| ["dynamodb:", "kms:", "events:"].iter().any(|p| a.starts_with(p))),
+            );
         }
     };
     for (name, resource) in resources.as_mapping().unwrap() {
@@ -114,16 +123,26 @@ fn granted() -> BTreeMap<&'static str, BTreeSet<String>> {
             _ => {}
         }
     }
-    [("add", "AddRole"), ("list", "ListRole"), ("edit", "EditRole"), ("delete", "DeleteRole")]
-        .into_iter()
-        .map(|(function, role)| (function, by_role.remove(role).unwrap_or_default()))
-        .collect()
+    [
+        ("add", "AddRole"),
+        ("list", "ListRole"),
+        ("edit", "EditRole"),
+        ("delete", "DeleteRole"),
+        ("browse", "BrowseRole"),
+        ("credentials", "CredentialsRole"),
+        ("recheck", "RecheckRole"),
+        ("web", "WebRole"),
+    ]
+    .into_iter()
+    .map(|(function, role)| (function, by_role.remove(role).unwrap_or_default()))
+    .collect()
 }
 
 struct Recorded {
     actions: Actions,
     store: Arc<DynamoStore>,
     sealer: Arc<KmsSealer>,
+    events: aws_sdk_eventbridge::Client,
 }
 
 async fn recorded(table: &str, key: &str) -> Recorded {
@@ -135,7 +154,15 @@ async fn recorded(table: &str, key: &str) -> Recorded {
     let kms = aws_sdk_kms::Client::from_conf(
         aws_sdk_kms::config::Builder::from(&sdk).interceptor(Recorder(actions.clone())).build(),
     );
-    Recorded { actions, store: Arc::new(DynamoStore::new(dynamodb, table)), sealer: Arc::new(KmsSealer::new(kms, key)) }
+    let events = aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::from(&sdk).interceptor(Recorder(actions.clone())).build(),
+    );
+    Recorded {
+        actions,
+        store: Arc::new(DynamoStore::new(dynamodb, table)),
+        sealer: Arc::new(KmsSealer::new(kms, key)),
+        events,
+    }
 }
 
 #[tokio::test]
@@ -163,7 +190,27 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     api.list = ListHandler { store: list.store.clone(), settings: settings.clone() };
     api.edit =
         EditHandler { store: edit.store.clone(), sealer: edit.sealer.clone(), verifier, settings: settings.clone() };
-    api.delete = DeleteHandler { store: delete.store.clone(), settings };
+    api.delete = DeleteHandler { store: delete.store.clone(), settings: settings.clone() };
+    let (browse, credentials, recheck) =
+        (recorded(&table, &key).await, recorded(&table, &key).await, recorded(&table, &key).await);
+    api.browse = BrowseHandler {
+        store: browse.store.clone(),
+        sealer: browse.sealer.clone(),
+        http: BitbucketHttp::new(&settings.bitbucket).unwrap(),
+        settings: settings.clone(),
+    };
+    api.credentials = CredentialsHandler {
+        store: credentials.store.clone(),
+        sealer: credentials.sealer.clone(),
+        settings: settings.clone(),
+    };
+    let rechecker = RecheckHandler {
+        store: recheck.store.clone(),
+        sealer: recheck.sealer.clone(),
+        verifier: Verifier::new(&settings.bitbucket).unwrap(),
+        events: Arc::new(EventBridgeEvents::new(recheck.events.clone(), "default")),
+        settings: RecheckSettings { interval: std::time::Duration::ZERO, ..RecheckSettings::default() },
+    };
 
     let body = |name: &str| json!({"name": name, "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});
     let created =
@@ -194,11 +241,39 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     let other = format!("/connections/{}", other.json["id"].as_str().unwrap());
     assert_eq!(api.send(Call::patch(&other).user("alice").json(json!({"name": "b"}))).await.status, 200);
 
+    // Using a connection: the pickers, a worker's credentials and report, and a recheck run
+    // that re-verifies it, finds it revoked and announces that.
+    let all = json!({"name": "browse", "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN_ALL_SCOPES});
+    let used_one = api.send(Call::post("/connections").user("alice").json(all)).await;
+    let used_id = used_one.json["id"].as_str().unwrap().to_owned();
+    let path = |rest: &str| format!("/connections/{used_id}/{rest}");
+    assert_eq!(api.send(Call::get(path("workspaces")).user("alice")).await.status, 200);
+    assert_eq!(api.send(Call::get(path("repositories")).user("alice").query("workspace", "acme")).await.status, 200);
+    let get = json!({"action": "get", "owner": "alice", "connection_id": used_id, "purpose": "git"});
+    assert_eq!(api.invoke_credentials(get).await["ok"], true);
+    fake.revoke(API_TOKEN_ALL_SCOPES);
+    let revoked = api.send(Call::get(path("workspaces")).user("alice")).await;
+    assert_eq!(revoked.code(), "invalid_credentials", "browsing found the revocation and marked it");
+    let report = rechecker.run(std::time::Instant::now() + std::time::Duration::from_secs(30)).await;
+    assert_eq!(report.events, 1, "the recheck run announced it: {report:?}");
+    assert!(report.verified >= 1, "and re-verified the others: {report:?}");
+    let reported = json!({"action": "report", "owner": "alice", "connection_id": other.trim_start_matches("/connections/"), "outcome": "unauthorized"});
+    assert_eq!(api.invoke_credentials(reported).await["ok"], true);
+
     let granted = granted();
-    let used: BTreeMap<&str, BTreeSet<String>> = [("add", &add), ("list", &list), ("edit", &edit), ("delete", &delete)]
-        .into_iter()
-        .map(|(function, recorded)| (function, recorded.actions.lock().unwrap().clone()))
-        .collect();
+    let used: BTreeMap<&str, BTreeSet<String>> = [
+        ("add", &add),
+        ("list", &list),
+        ("edit", &edit),
+        ("delete", &delete),
+        ("browse", &browse),
+        ("credentials", &credentials),
+        ("recheck", &recheck),
+    ]
+    .into_iter()
+    .map(|(function, recorded)| (function, recorded.actions.lock().unwrap().clone()))
+    .chain([("web", BTreeSet::new())])
+    .collect();
     for (function, actions) in &used {
         println!("{function}: {}", actions.iter().cloned().collect::<Vec<_>>().join(", "));
     }

@@ -148,6 +148,13 @@ async fn a_revoked_token_turns_invalid_on_the_next_run_with_one_event() {
         (&json!("alice"), &json!(id), &json!("verified"), &json!("invalid"), &json!("invalid_credentials"))
     );
     assert!(!event.to_string().contains(API_TOKEN));
+    let schema_path = blackbox::watch::repository_root().join("infra/connection-status-changed.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
+    assert!(validator.is_valid(event), "the event matches infra/connection-status-changed.schema.json: {event}");
+    for example in schema["examples"].as_array().unwrap() {
+        assert!(validator.is_valid(example));
+    }
     let again = env.run().await;
     assert_eq!(again.looked_at, 0, "an invalid, announced connection is no longer due: {again:?}");
     assert!(env.events().await.is_empty(), "exactly one event per change");
