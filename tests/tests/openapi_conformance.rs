@@ -166,6 +166,42 @@ async fn responses_match_the_openapi_document() {
     c.check("DELETE", "/connections/{id}", &api.send(Call::delete(&item).user("alice")).await);
     c.check("DELETE", "/connections/{id}", &api.send(Call::delete(&item).user("alice")).await);
 
+    // The pickers, through a connection that may list workspaces, and a Data Center one.
+    let all = api
+        .send(post().json(json!({"name": "all", "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN_ALL_SCOPES})))
+        .await;
+    let browse = format!("/connections/{}", all.json["id"].as_str().unwrap());
+    let dc_browse = format!("/connections/{}", dc.json["id"].as_str().unwrap());
+    let get = |path: String| Call::get(path).user("alice");
+    for (template, reply) in [
+        ("/connections/{id}/workspaces", api.send(get(format!("{browse}/workspaces"))).await),
+        ("/connections/{id}/workspaces", api.send(get(format!("{dc_browse}/workspaces"))).await),
+        ("/connections/{id}/workspaces", api.send(get(format!("{missing}/workspaces"))).await),
+        (
+            "/connections/{id}/repositories",
+            api.send(get(format!("{browse}/repositories")).query("workspace", "acme")).await,
+        ),
+        (
+            "/connections/{id}/repositories",
+            api.send(get(format!("{dc_browse}/repositories")).query("workspace", "OPS")).await,
+        ),
+        ("/connections/{id}/repositories", api.send(get(format!("{browse}/repositories"))).await),
+        (
+            "/connections/{id}/repositories",
+            api.send(get(format!("{browse}/repositories")).query("workspace", "nobody")).await,
+        ),
+        (
+            "/connections/{id}/repositories/{workspace}/{repo}/branches",
+            api.send(get(format!("{browse}/repositories/acme/api/branches"))).await,
+        ),
+        (
+            "/connections/{id}/repositories/{workspace}/{repo}/branches",
+            api.send(get(format!("{dc_browse}/repositories/OPS/infra/branches"))).await,
+        ),
+    ] {
+        c.check("GET", template, &reply);
+    }
+
     let statuses: std::collections::BTreeSet<&str> = c.checked.iter().map(|s| s.rsplit(' ').next().unwrap()).collect();
     assert_eq!(
         statuses.into_iter().collect::<Vec<_>>(),

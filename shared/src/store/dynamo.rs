@@ -74,9 +74,9 @@ const PUBLIC_FIELDS: &[&str] = &[
 /// Another writer's transaction on the same items (DynamoDB cancels with
 /// `TransactionConflict`) is retried with full-jitter exponential backoff for
 /// up to this long, then reported as unavailable.
-const CONFLICT_BUDGET: std::time::Duration = std::time::Duration::from_millis(2_500);
+const CONFLICT_BUDGET: std::time::Duration = std::time::Duration::from_millis(5_000);
 const BACKOFF_BASE_MS: u64 = 10;
-const BACKOFF_CAP_MS: u64 = 400;
+const BACKOFF_CAP_MS: u64 = 500;
 /// Rounds of taking over a stale name reservation: another writer may take it
 /// first, and then the name is rightly theirs.
 const TAKEOVER_ROUNDS: usize = 3;
