@@ -63,4 +63,41 @@ async fn cargo_lambda_watch_serves_the_full_lifecycle() {
     statuses.push(status);
     assert_eq!(statuses, vec![201, 200, 200, 404, 200, 200, 204, 404]);
     assert!(data.path().join("connections.sqlite3").exists(), "the embedded store lives in the configured directory");
+
+    // The README's `scripts/invoke FUNCTION EVENT_FILE`, as written, against this run.
+    // (add's example would ask the real Bitbucket, which tests never reach.)
+    let port = watch.base.rsplit(':').next().unwrap().to_owned();
+    let root = blackbox::watch::repository_root();
+    let examples = [
+        ("list", "functions/list/events/list.json", "statusCode\":200"),
+        ("list", "functions/list/events/get.json", "statusCode\":404"),
+        ("edit", "functions/edit/events/rename.json", "statusCode\":404"),
+        ("edit", "functions/edit/events/verify.json", "statusCode\":404"),
+        ("delete", "functions/delete/events/delete.json", "statusCode\":404"),
+        ("browse", "functions/browse/events/repositories.json", "statusCode\":404"),
+        ("web", "functions/web/events/index.json", "statusCode\":200"),
+        ("credentials", "functions/credentials/events/git.json", "\"code\":\"not_found\""),
+    ];
+    for (function, event, expected) in examples {
+        let output = tokio::task::spawn_blocking({
+            let (root, port) = (root.clone(), port.clone());
+            move || {
+                std::process::Command::new(root.join("scripts/invoke"))
+                    .current_dir(&root)
+                    .args([function, event])
+                    .env("PORT", port)
+                    .output()
+                    .expect("scripts/invoke runs")
+            }
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).replace(": ", ":");
+        assert!(
+            output.status.success(),
+            "scripts/invoke {function} {event}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(expected), "scripts/invoke {function} {event} answered {stdout}");
+    }
 }

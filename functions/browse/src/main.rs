@@ -13,6 +13,9 @@ async fn main() -> Result<(), Error> {
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
     let http = BitbucketHttp::new(&config.settings.bitbucket)?;
     let handler = BrowseHandler { store, sealer, http, settings: config.settings };
-    let handler = &handler;
-    lambda_http::run(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) })).await
+    // Lives as long as the process; `run_concurrent` serves Lambda Managed Instances'
+    // concurrent invocations and, on classic Lambda, one at a time as `run` does.
+    let handler: &'static _ = Box::leak(Box::new(handler));
+    lambda_http::run_concurrent(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) }))
+        .await
 }

@@ -12,8 +12,9 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
     let handler = CredentialsHandler { store, sealer, settings: config.settings };
-    let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    // Lives as long as the process; see `run_concurrent` in the HTTP functions.
+    let handler: &'static _ = Box::leak(Box::new(handler));
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {
         Ok::<_, Error>(handler.handle(event.payload, &event.context.request_id).await)
     }))
     .await

@@ -10,6 +10,9 @@ async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
     let handler = ListHandler { store: runtime::store(&config).await?, settings: config.settings };
-    let handler = &handler;
-    lambda_http::run(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) })).await
+    // Lives as long as the process; `run_concurrent` serves Lambda Managed Instances'
+    // concurrent invocations and, on classic Lambda, one at a time as `run` does.
+    let handler: &'static _ = Box::leak(Box::new(handler));
+    lambda_http::run_concurrent(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) }))
+        .await
 }

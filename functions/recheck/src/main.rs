@@ -17,8 +17,9 @@ async fn main() -> Result<(), Error> {
     let verifier = Verifier::new(&config.settings.bitbucket)?;
     let events = runtime::events(&config).await;
     let handler = RecheckHandler { store, sealer, verifier, events, settings: config.recheck };
-    let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    // Lives as long as the process; see `run_concurrent` in the HTTP functions.
+    let handler: &'static _ = Box::leak(Box::new(handler));
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {
         // Stop with a margin before Lambda's own deadline; what is left stays due.
         let left = event.context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
         let deadline = Instant::now() + left.saturating_sub(Duration::from_secs(1));

@@ -9,6 +9,9 @@ use lambda_http::{Error, service_fn};
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let handler = WebHandler::new(&WebConfig::from_env()?);
-    let handler = &handler;
-    lambda_http::run(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) })).await
+    // Lives as long as the process; `run_concurrent` serves Lambda Managed Instances'
+    // concurrent invocations and, on classic Lambda, one at a time as `run` does.
+    let handler: &'static _ = Box::leak(Box::new(handler));
+    lambda_http::run_concurrent(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) }))
+        .await
 }
