@@ -97,7 +97,8 @@ apply_lock = threading.Lock()
 held_lock = threading.Lock()
 held = set()
 conflicts = {"transactions": 0, "single_writes": 0}
-# Calls per DynamoDB operation and table, so tests can prove what was (not) called: GET /conflict-emulation/stats
+# Calls per DynamoDB operation and table (and per target of the other JSON services, such as
+# TrentService.Decrypt for KMS), so tests can prove what was (not) called: GET /conflict-emulation/stats
 operations = {}
 
 
@@ -139,6 +140,9 @@ def serve(environ, start_response):
     operation = target.rsplit(".", 1)[-1] if target.startswith("DynamoDB_") else ""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     raw = environ["wsgi.input"].read(length) if length else b""
+    if target and not operation:
+        with held_lock:
+            operations[target] = operations.get(target, 0) + 1
     if operation:
         try:
             table = json.loads(raw or b"{}").get("TableName", "")

@@ -258,3 +258,49 @@ fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// A picker page costs one DynamoDB read, one KMS Decrypt and one Bitbucket call;
+/// against a Bitbucket that answers after 100 ms, that is what the user waits for.
+#[tokio::test]
+async fn a_page_costs_one_read_one_decrypt_one_bitbucket_call() {
+    let _logs = blackbox::logs::guard();
+    let fake = FakeBitbucket::start().await;
+    let (api, aws) = Api::on_moto(test_settings()).await;
+    let id = add(
+        &api,
+        json!({"name": "all", "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN_ALL_SCOPES}),
+    )
+    .await;
+    fake.delay(std::time::Duration::from_millis(100));
+    let (calls, before) = (fake.requests().len(), stats().await);
+    let mut latencies = Vec::new();
+    const PAGES: usize = 10;
+    for _ in 0..PAGES {
+        let started = std::time::Instant::now();
+        let page = get(&api, format!("/connections/{id}/repositories"), &[("workspace", "acme")]).await;
+        latencies.push(started.elapsed());
+        assert_eq!(page.status, 200);
+    }
+    let after = stats().await;
+    let delta = |op: &str| after.get(op).copied().unwrap_or(0) - before.get(op).copied().unwrap_or(0);
+    assert_eq!(fake.requests().len() - calls, PAGES, "one Bitbucket call per page");
+    assert_eq!(delta(&format!("GetItem {}", aws.table)), PAGES as u64, "one DynamoDB read per page");
+    assert_eq!(delta("TrentService.Decrypt"), PAGES as u64, "one KMS Decrypt per page");
+    latencies.sort();
+    let median = latencies[PAGES / 2];
+    println!(
+        "browse: median {:.1} ms per page with Bitbucket at 100 ms ({:.2}x the Bitbucket floor; min {:.1}, max {:.1} ms); per page 1 GetItem, 1 Decrypt, 1 Bitbucket call",
+        median.as_secs_f64() * 1000.0,
+        median.as_secs_f64() / 0.1,
+        latencies[0].as_secs_f64() * 1000.0,
+        latencies[PAGES - 1].as_secs_f64() * 1000.0
+    );
+}
+
+/// Calls the emulator counted, by operation (and table for DynamoDB).
+async fn stats() -> std::collections::HashMap<String, u64> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = format!("{}/conflict-emulation/stats", blackbox::emulator::endpoint());
+    let body: Value = serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap();
+    serde_json::from_value(body["operations"].clone()).unwrap_or_default()
+}
