@@ -95,24 +95,23 @@ async fn git_gets_credentials_through_the_helper_and_clones() {
     let host = fake.origin.trim_start_matches("http://").to_owned();
     let home = scratch.path();
 
-    let mut fill = Command::new("git")
-        .current_dir(home)
-        .args(["-c", &format!("credential.helper={helper}"), "credential", "fill"])
-        .env("PATH", &path)
-        .env("HOME", home)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    fill.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("protocol=http\nhost={host}\npath=git/acme/api.git\n\n").as_bytes())
-        .unwrap();
-    let filled = fill.wait_with_output().unwrap();
+    let fill = |request: String| {
+        let mut git = Command::new("git")
+            .current_dir(home)
+            .args(["-c", &format!("credential.helper={helper}"), "credential", "fill"])
+            .env("PATH", &path)
+            .env("HOME", home)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        git.stdin.take().unwrap().write_all(request.as_bytes()).unwrap();
+        git.wait_with_output().unwrap()
+    };
+    let filled = fill(format!("protocol=http\nhost={host}\npath=git/acme/api.git\n\n"));
     let answer = String::from_utf8_lossy(&filled.stdout).into_owned();
     assert!(filled.status.success(), "{}", String::from_utf8_lossy(&filled.stderr));
     assert!(answer.contains("username=x-bitbucket-api-token-auth\n"), "{}", redact(&answer));
@@ -120,19 +119,7 @@ async fn git_gets_credentials_through_the_helper_and_clones() {
     println!("$ git -c credential.helper='{helper}' credential fill\n{}", redact(&answer));
 
     // Another host gets nothing from this helper: git would prompt (here: fail).
-    let mut elsewhere = Command::new("git")
-        .current_dir(home)
-        .args(["-c", &format!("credential.helper={helper}"), "credential", "fill"])
-        .env("PATH", &path)
-        .env("HOME", home)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    elsewhere.stdin.take().unwrap().write_all(b"protocol=https\nhost=evil.example\n\n").unwrap();
-    let refused = elsewhere.wait_with_output().unwrap();
+    let refused = fill("protocol=https\nhost=evil.example\n\n".to_owned());
     assert!(!String::from_utf8_lossy(&refused.stdout).contains(API_TOKEN), "no secret for another host");
 
     let url = format!("{}/git/acme/api.git", fake.origin);

@@ -234,8 +234,7 @@ impl DynamoStore {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Vec<Cancellation>> {
-        let started = std::time::Instant::now();
-        let mut attempt: u32 = 0;
+        let mut backoff = Backoff::new();
         loop {
             let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             match result {
@@ -244,14 +243,13 @@ impl DynamoStore {
                     let reasons = cancellation_reasons(error.as_service_error());
                     let conflict = reasons.iter().any(|r| r.code.as_deref() == Some("TransactionConflict"));
                     if conflict {
-                        let ceiling = BACKOFF_CAP_MS.min(BACKOFF_BASE_MS << attempt.min(10));
-                        let wait = std::time::Duration::from_millis(fastrand::u64(0..=ceiling));
-                        if started.elapsed() + wait < CONFLICT_BUDGET {
-                            attempt += 1;
-                            tokio::time::sleep(wait).await;
+                        if backoff.wait().await {
                             continue;
                         }
-                        tracing::warn!(attempts = attempt + 1, "transaction conflicts outlasted the retry budget");
+                        tracing::warn!(
+                            attempts = backoff.attempts(),
+                            "transaction conflicts outlasted the retry budget"
+                        );
                     }
                     if reasons.is_empty() {
                         tracing::error!(error = %DisplayErrorContext(&error), "TransactWriteItems failed");
@@ -267,8 +265,7 @@ impl DynamoStore {
     /// would cost twice the write capacity). An in-flight transaction on the item
     /// (`TransactionConflictException`) is waited out like a cancelled transaction.
     async fn update_one(&self, update: Update) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        let mut attempt: u32 = 0;
+        let mut backoff = Backoff::new();
         loop {
             let result = self
                 .client
@@ -288,11 +285,7 @@ impl DynamoStore {
             match error.as_service_error() {
                 Some(e) if e.is_conditional_check_failed_exception() => return Err(StoreError::VersionMismatch),
                 Some(e) if e.is_transaction_conflict_exception() => {
-                    let ceiling = BACKOFF_CAP_MS.min(BACKOFF_BASE_MS << attempt.min(10));
-                    let wait = std::time::Duration::from_millis(fastrand::u64(0..=ceiling));
-                    if started.elapsed() + wait < CONFLICT_BUDGET {
-                        attempt += 1;
-                        tokio::time::sleep(wait).await;
+                    if backoff.wait().await {
                         continue;
                     }
                     return Err(StoreError::Unavailable("transaction conflicts outlasted the retry budget".into()));
@@ -342,6 +335,35 @@ impl DynamoStore {
             }
         }
         Err(mark_failed(name_at + 1, name_at))
+    }
+}
+
+/// Full-jitter exponential backoff within `CONFLICT_BUDGET`, for writes that
+/// another in-flight transaction holds off.
+struct Backoff {
+    started: std::time::Instant,
+    attempt: u32,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { started: std::time::Instant::now(), attempt: 0 }
+    }
+
+    /// Waits before the next attempt; `false` when the budget would be exceeded.
+    async fn wait(&mut self) -> bool {
+        let ceiling = BACKOFF_CAP_MS.min(BACKOFF_BASE_MS << self.attempt.min(10));
+        let wait = std::time::Duration::from_millis(fastrand::u64(0..=ceiling));
+        if self.started.elapsed() + wait >= CONFLICT_BUDGET {
+            return false;
+        }
+        self.attempt += 1;
+        tokio::time::sleep(wait).await;
+        true
+    }
+
+    fn attempts(&self) -> u32 {
+        self.attempt + 1
     }
 }
 
