@@ -89,7 +89,7 @@ pub async fn store_and_sealer(config: &Config) -> Result<(Arc<dyn ConnectionStor
             let key_id = key_id.clone().ok_or("CONNECTIONS_KEY_ID must name the KMS key")?;
             let sdk = crate::aws::sdk_config().await;
             let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone()));
-            let sealer = Arc::new(KmsSealer::new(aws_sdk_kms::Client::new(&sdk), key_id));
+            let sealer = Arc::new(KmsSealer::lazy(sdk, key_id));
             (store, sealer)
         }
         Backend::Embedded { dir } => (embedded::store(dir)?, embedded::sealer(dir)?),
