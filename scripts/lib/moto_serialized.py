@@ -141,8 +141,13 @@ def serve(environ, start_response):
     length = int(environ.get("CONTENT_LENGTH") or 0)
     raw = environ["wsgi.input"].read(length) if length else b""
     if target and not operation:
+        try:
+            key_id = json.loads(raw or b"{}").get("KeyId", "")
+        except ValueError:
+            key_id = ""
         with held_lock:
-            operations[target] = operations.get(target, 0) + 1
+            key = f"{target} {key_id}".strip()
+            operations[key] = operations.get(key, 0) + 1
     if operation:
         try:
             table = json.loads(raw or b"{}").get("TableName", "")

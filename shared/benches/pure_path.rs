@@ -95,6 +95,9 @@ impl ConnectionStore for Instant {
     ) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn mark_announced(&self, _: &Owner, _: &str, _: Status, _: Status) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn count_verification(&self, _: &Owner, _: u32, _: i64) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }

@@ -141,7 +141,7 @@ impl Config {
             bitbucket,
         };
         let recheck = RecheckSettings {
-            interval: Duration::from_secs(number("RECHECK_AFTER_HOURS", 24)?.saturating_mul(3600).max(60)),
+            interval: Duration::from_secs(number("RECHECK_AFTER_HOURS", 24)?.clamp(1, 8760) * 3600),
             concurrency: usize::try_from(number("RECHECK_CONCURRENCY", 8)?.clamp(1, 64)).unwrap_or(8),
             ..RecheckSettings::default()
         };

@@ -109,6 +109,10 @@ impl Username {
         if trimmed.chars().count() > USERNAME_MAX_CHARS {
             return Err("must be at most 255 characters");
         }
+        if trimmed == "." || trimmed == ".." {
+            // It would vanish from a URL path (`/users/..`).
+            return Err("must be a username");
+        }
         if trimmed.contains(':') {
             // Basic auth splits on the first colon; no Bitbucket login contains one.
             return Err("must not contain ':'");

@@ -197,7 +197,12 @@ pub fn if_match(headers: &HeaderMap) -> IfMatch {
                 continue;
             };
             let Some(end) = quoted.find('"') else { break };
-            if !weak && let Ok(version) = quoted[..end].parse::<u64>() {
+            // Strong comparison is character by character: "01" is not version 1.
+            let tag = &quoted[..end];
+            if !weak
+                && let Ok(version) = tag.parse::<u64>()
+                && version.to_string() == tag
+            {
                 versions.push(version);
             }
             rest = &quoted[end + 1..];
@@ -253,5 +258,7 @@ mod tests {
         assert!(!parse(&[""]).allows(1));
         assert!(!parse(&["garbage, \"7\""]).allows(1));
         assert!(parse(&["garbage, \"7\""]).allows(7));
+        assert!(!parse(&["\"01\""]).allows(1), "strong comparison is exact");
+        assert!(!parse(&["\"+1\""]).allows(1));
     }
 }

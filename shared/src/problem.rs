@@ -37,6 +37,7 @@ pub enum ApiError {
     AppPasswordRetired,
     WrongResource { detail: String },
     BitbucketNotFound { detail: String },
+    ConnectionUnusable { detail: String },
     SecretRequired,
     SecretUnreadable,
     TooManyVerifications { retry_after: Duration },
@@ -75,6 +76,7 @@ impl ApiError {
             Self::AppPasswordRetired,
             Self::WrongResource { detail: text() },
             Self::BitbucketNotFound { detail: text() },
+            Self::ConnectionUnusable { detail: text() },
             Self::SecretRequired,
             Self::SecretUnreadable,
             Self::TooManyVerifications { retry_after: Duration::ZERO },
@@ -111,6 +113,7 @@ impl ApiError {
             Self::AppPasswordRetired => "app_password_retired",
             Self::WrongResource { .. } => "wrong_resource",
             Self::BitbucketNotFound { .. } => "bitbucket_not_found",
+            Self::ConnectionUnusable { .. } => "connection_unusable",
             Self::SecretRequired => "secret_required",
             Self::SecretUnreadable => "secret_unreadable",
             Self::TooManyVerifications { .. } => "too_many_verifications",
@@ -142,7 +145,9 @@ impl ApiError {
             Self::MalformedJson { .. } => StatusCode::BAD_REQUEST,
             Self::DuplicateName { .. } => StatusCode::CONFLICT,
             Self::VersionMismatch => StatusCode::PRECONDITION_FAILED,
-            Self::TooManyConnections { .. } | Self::SecretUnreadable => StatusCode::CONFLICT,
+            Self::TooManyConnections { .. } | Self::SecretUnreadable | Self::ConnectionUnusable { .. } => {
+                StatusCode::CONFLICT
+            }
             Self::TooManyVerifications { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BitbucketTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BitbucketUnavailable { .. } => StatusCode::BAD_GATEWAY,
@@ -182,6 +187,7 @@ impl ApiError {
             Self::AppPasswordRetired => "App passwords are retired",
             Self::WrongResource { .. } => "The token belongs to another resource",
             Self::BitbucketNotFound { .. } => "Not found on Bitbucket",
+            Self::ConnectionUnusable { .. } => "The connection cannot be used",
             Self::SecretRequired => "The password or token is required",
             Self::SecretUnreadable => "The stored secret cannot be read",
             Self::TooManyVerifications { .. } => "Too many verifications",
@@ -235,6 +241,7 @@ impl ApiError {
             | Self::InvalidCredentials { detail }
             | Self::WrongResource { detail }
             | Self::BitbucketNotFound { detail }
+            | Self::ConnectionUnusable { detail }
             | Self::MissingPermissions { detail, .. }
             | Self::NotBitbucket { detail }
             | Self::WrongApiPath { detail }

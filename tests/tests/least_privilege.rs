@@ -257,7 +257,11 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     let report = rechecker.run(std::time::Instant::now() + std::time::Duration::from_secs(30)).await;
     assert_eq!(report.events, 1, "the recheck run announced it: {report:?}");
     assert!(report.verified >= 1, "and re-verified the others: {report:?}");
-    let reported = json!({"action": "report", "owner": "alice", "connection_id": other.trim_start_matches("/connections/"), "outcome": "unauthorized"});
+    let other_id = other.trim_start_matches("/connections/");
+    let issued = api
+        .invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": other_id, "purpose": "api"}))
+        .await;
+    let reported = json!({"action": "report", "owner": "alice", "connection_id": other_id, "version": issued["version"], "outcome": "unauthorized"});
     assert_eq!(api.invoke_credentials(reported).await["ok"], true);
 
     let granted = granted();

@@ -169,8 +169,11 @@ async fn a_failing_bitbucket_changes_nothing_and_the_connection_stays_due() {
     let report = env.run().await;
     assert_eq!((report.transient, report.invalidated, report.events), (1, 0, 0), "{report:?}");
     assert_eq!(env.get(&id).await["status"], "verified");
+    assert_eq!(env.run().await.looked_at, 0, "postponed past this moment: not retried in a loop");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(env.run().await.transient, 1, "still due: retried on the next run");
     env.fake.outage(None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(env.run().await.verified, 1);
     assert!(env.events().await.is_empty());
 }
@@ -187,6 +190,7 @@ async fn an_expiry_ten_days_out_is_announced_as_expiring_without_asking_bitbucke
     let report = env.run().await;
     assert_eq!((report.events, report.verified), (1, 0), "{report:?}");
     assert_eq!(env.fake.requests().len(), calls, "verified minutes ago: not asked again");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let events = env.events().await;
     assert_eq!((&events[0]["old_status"], &events[0]["new_status"]), (&json!("verified"), &json!("expiring")));
     let stored = env.get(&id).await;
@@ -195,6 +199,8 @@ async fn an_expiry_ten_days_out_is_announced_as_expiring_without_asking_bitbucke
         (&json!("expiring"), &json!(1)),
         "bookkeeping keeps the version"
     );
+    let next = env.run().await;
+    assert_eq!((next.events, next.verified), (0, 0), "announced once; the next run only reschedules: {next:?}");
     assert_eq!(env.run().await.looked_at, 0, "not due again until tomorrow's check");
 }
 
@@ -282,6 +288,7 @@ async fn five_hundred_due_connections_over_a_rate_limiting_bitbucket_finish_with
     let started = Instant::now();
     for _ in 0..4 {
         env.fake.rate_limit(Some(200)); // an hour's allowance, renewed before each run
+        tokio::time::sleep(Duration::from_millis(1100)).await; // runs are an hour apart; a second will do
         let report = env.run().await;
         let done = report.looked_at == 0;
         reports.push(report);

@@ -160,7 +160,7 @@ async fn workers_get_what_git_and_the_api_need_for_each_kind() {
     assert_eq!(
         git,
         json!({"ok": true, "purpose": "git", "connection_id": token, "credential_type": "api_token",
-               "clone_url_base": origin, "username": "x-bitbucket-api-token-auth", "password": API_TOKEN})
+               "clone_url_base": origin, "username": "x-bitbucket-api-token-auth", "password": API_TOKEN, "version": 1})
     );
     let api_use = api.invoke_credentials(request(&token, "api")).await;
     let basic = base64_of(&format!("{API_TOKEN_EMAIL}:{API_TOKEN}"));
@@ -216,12 +216,25 @@ async fn reports_from_use_keep_the_status_true_and_invalid_connections_are_refus
         json!({"name": "token", "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN}),
     )
     .await;
-    let report = json!({"action": "report", "owner": "alice", "connection_id": id, "outcome": "unauthorized", "caller": "pr-worker", "detail": "push answered 401"});
+    let issued =
+        api.invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": "git"})).await;
+    let version = issued["version"].clone();
+    let forbidden = json!({"action": "report", "owner": "alice", "connection_id": id, "version": version, "outcome": "forbidden", "caller": "pr-worker", "detail": "push to a protected branch: 403"});
+    let warned = api.invoke_credentials(forbidden).await;
+    assert_eq!(
+        warned,
+        json!({"ok": true, "status": "verified", "recorded": "refused_in_use", "version": 2}),
+        "one refused action is not a verdict"
+    );
+    let stale = json!({"action": "report", "owner": "alice", "connection_id": id, "version": version, "outcome": "unauthorized", "caller": "pr-worker"});
+    assert_eq!(api.invoke_credentials(stale).await["code"], "stale_report", "issued before the last change");
+    let report = json!({"action": "report", "owner": "alice", "connection_id": id, "version": 2, "outcome": "unauthorized", "caller": "pr-worker", "detail": "push to https://x-token-auth:leaked@bitbucket.org/acme/api.git answered 401"});
     let recorded = api.invoke_credentials(report).await;
-    assert_eq!(recorded, json!({"ok": true, "status": "invalid", "status_reason": "invalid_credentials"}));
+    assert_eq!(recorded, json!({"ok": true, "status": "invalid", "recorded": "invalid_credentials", "version": 3}));
     let stored = get(&api, format!("/connections/{id}"), &[]).await;
     assert_eq!(stored.json["status"], "invalid");
-    assert!(stored.json["status_detail"].as_str().unwrap().contains("pr-worker"));
+    let detail = stored.json["status_detail"].as_str().unwrap();
+    assert!(detail.contains("pr-worker") && !detail.contains("leaked"), "{detail}");
 
     let refused =
         api.invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": "git"})).await;
@@ -285,7 +298,7 @@ async fn a_page_costs_one_read_one_decrypt_one_bitbucket_call() {
     let delta = |op: &str| after.get(op).copied().unwrap_or(0) - before.get(op).copied().unwrap_or(0);
     assert_eq!(fake.requests().len() - calls, PAGES, "one Bitbucket call per page");
     assert_eq!(delta(&format!("GetItem {}", aws.table)), PAGES as u64, "one DynamoDB read per page");
-    assert_eq!(delta("TrentService.Decrypt"), PAGES as u64, "one KMS Decrypt per page");
+    assert_eq!(delta(&format!("TrentService.Decrypt {}", aws.key_id)), PAGES as u64, "one KMS Decrypt per page");
     latencies.sort();
     let median = latencies[PAGES / 2];
     println!(

@@ -12,7 +12,7 @@ use super::{respond, seal_failure};
 use crate::browse::{Cursor, Source, parse_query, parse_slug};
 use crate::config::Settings;
 use crate::credential::Resource;
-use crate::domain::{Connection, ConnectionId, Owner, now};
+use crate::domain::{Connection, ConnectionId, Owner, Status, now};
 use crate::http::{connection_id, json_response, principal, request_id};
 use crate::problem::{ApiError, FieldError};
 use crate::seal::{SealContext, Sealer};
@@ -82,6 +82,24 @@ impl BrowseHandler {
         let limit = self.settings.max_connections_per_owner;
         let (connection, sealed) =
             self.store.get_sealed(&owner, &id).await.map_err(|e| e.into_api("", limit))?.ok_or(ApiError::NotFound)?;
+        // Known-bad credentials are not sent again: on Data Center, repeated 401s can
+        // lock the user's account behind a CAPTCHA.
+        match connection.clone().with_status_at(crate::domain::now()).status {
+            Status::Invalid => {
+                return Err(ApiError::ConnectionUnusable {
+                    detail: format!(
+                        "This connection is invalid ({}). Edit it with working credentials first.",
+                        connection.status_reason.as_deref().unwrap_or("invalid_credentials")
+                    ),
+                });
+            }
+            Status::Expired => {
+                return Err(ApiError::ConnectionUnusable {
+                    detail: "This connection's token has expired. Edit it with a new token first.".into(),
+                });
+            }
+            Status::Verified | Status::Expiring => {}
+        }
         let secret =
             self.sealer.open(&sealed, SealContext { owner: &owner, connection: &id }).await.map_err(seal_failure)?;
         let source = Source {

@@ -43,8 +43,22 @@ pub enum Outcome {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CredentialsRequest {
-    Get { owner: String, connection_id: String, purpose: Purpose, caller: Option<String> },
-    Report { owner: String, connection_id: String, outcome: Outcome, caller: Option<String>, detail: Option<String> },
+    Get {
+        owner: String,
+        connection_id: String,
+        purpose: Purpose,
+        caller: Option<String>,
+    },
+    Report {
+        owner: String,
+        connection_id: String,
+        /// The `version` the `get` answer carried: a report about credentials the
+        /// user has since replaced is stale and changes nothing.
+        version: u64,
+        outcome: Outcome,
+        caller: Option<String>,
+        detail: Option<String>,
+    },
 }
 
 pub struct CredentialsHandler {
@@ -92,9 +106,9 @@ impl CredentialsHandler {
                 );
                 answer
             }
-            CredentialsRequest::Report { owner, connection_id, outcome, caller, detail } => {
+            CredentialsRequest::Report { owner, connection_id, version, outcome, caller, detail } => {
                 let caller = caller_name(caller.as_deref());
-                let answer = self.report(&owner, &connection_id, outcome, &caller, detail.as_deref()).await;
+                let answer = self.report(&owner, &connection_id, version, outcome, &caller, detail.as_deref()).await;
                 let result = answer.get("code").and_then(Value::as_str).unwrap_or("recorded");
                 tracing::info!(
                     audit = true,
@@ -111,7 +125,7 @@ impl CredentialsHandler {
         }
     }
 
-    async fn load(&self, owner: &str, id: &str) -> Result<(Owner, ConnectionId), Value> {
+    fn load(&self, owner: &str, id: &str) -> Result<(Owner, ConnectionId), Value> {
         let owner =
             Owner::parse(owner).ok_or_else(|| refusal("invalid_request", "'owner' is not a valid principal."))?;
         let id = ConnectionId::parse(id).ok_or_else(|| from_api(&ApiError::NotFound))?;
@@ -119,7 +133,7 @@ impl CredentialsHandler {
     }
 
     async fn get(&self, owner: &str, id: &str, purpose: Purpose) -> Value {
-        let (owner, id) = match self.load(owner, id).await {
+        let (owner, id) = match self.load(owner, id) {
             Ok(found) => found,
             Err(refused) => return refused,
         };
@@ -157,6 +171,7 @@ impl CredentialsHandler {
                 "purpose": "api",
                 "connection_id": connection.id,
                 "credential_type": connection.credential_type.as_str(),
+                "version": connection.version,
                 "api_base": api_base(&url),
                 "authorization": authorization(&connection, &secret),
             }),
@@ -165,8 +180,16 @@ impl CredentialsHandler {
 
     /// What a worker saw in use becomes the connection's status, conditioned
     /// on the version read: a concurrent user edit is never overwritten.
-    async fn report(&self, owner: &str, id: &str, outcome: Outcome, caller: &str, detail: Option<&str>) -> Value {
-        let (owner, id) = match self.load(owner, id).await {
+    async fn report(
+        &self,
+        owner: &str,
+        id: &str,
+        version: u64,
+        outcome: Outcome,
+        caller: &str,
+        detail: Option<&str>,
+    ) -> Value {
+        let (owner, id) = match self.load(owner, id) {
             Ok(found) => found,
             Err(refused) => return refused,
         };
@@ -176,28 +199,39 @@ impl CredentialsHandler {
             Ok(None) => return from_api(&ApiError::NotFound),
             Err(error) => return from_api(&error.into_api("", limit)),
         };
-        let seen = detail.and_then(clean_text).map(|d| format!(" ({d})")).unwrap_or_default();
-        let (code, what) = match outcome {
-            Outcome::Unauthorized => (
-                "invalid_credentials",
-                format!(
-                    "Bitbucket refused these credentials when {caller} used them{seen}. Edit the connection with a new token."
-                ),
-            ),
-            Outcome::Forbidden => (
-                "missing_permissions",
-                format!(
-                    "Bitbucket refused {caller} an action with these credentials{seen}: the token lacks a scope the product needs. Edit the connection with a token that has read and write on repositories and pull requests."
-                ),
-            ),
-        };
+        if previous.version != version {
+            return refusal(
+                "stale_report",
+                "The connection changed since these credentials were issued (the user may have replaced them); nothing was recorded.",
+            );
+        }
+        let seen =
+            detail.map(without_userinfo).and_then(|d| clean_text(&d)).map(|d| format!(" ({d})")).unwrap_or_default();
         let at = now();
         let mut next = previous.clone();
         next.version += 1;
         next.updated_at = at;
-        next.record_failure(code, what, at);
+        let code = match outcome {
+            Outcome::Unauthorized => {
+                let what = format!(
+                    "Bitbucket refused these credentials when {caller} used them{seen}. Edit the connection with a new token."
+                );
+                next.record_failure("invalid_credentials", what, at);
+                "invalid_credentials"
+            }
+            // One refused action (a branch restriction, another repository) is not a verdict
+            // on the credentials: the connection stays usable and says what happened.
+            Outcome::Forbidden => {
+                next.warnings.retain(|w| w.code != "refused_in_use");
+                next.warnings.push(crate::domain::Warning {
+                    code: "refused_in_use".into(),
+                    detail: format!("Bitbucket refused {caller} an action with these credentials{seen}. If the token lacks a scope, edit the connection with one that has read and write on repositories and pull requests."),
+                });
+                "refused_in_use"
+            }
+        };
         match self.store.update(&owner, &previous, &next, None).await {
-            Ok(()) => json!({"ok": true, "status": "invalid", "status_reason": code}),
+            Ok(()) => json!({"ok": true, "status": next.status, "recorded": code, "version": next.version}),
             Err(StoreError::VersionMismatch) => refusal(
                 "version_mismatch",
                 "The connection changed while the report was recorded (the user may have just fixed it); check it again before retrying.",
@@ -205,6 +239,22 @@ impl CredentialsHandler {
             Err(error) => from_api(&error.into_api("", limit)),
         }
     }
+}
+
+/// A worker's text may quote a URL with credentials in it (`https://user:token@host`):
+/// those never reach the stored status or an event.
+fn without_userinfo(text: &str) -> String {
+    text.split_whitespace()
+        .map(|word| match url::Url::parse(word) {
+            Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+                url.to_string()
+            }
+            _ => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn caller_name(caller: Option<&str>) -> String {
@@ -247,9 +297,13 @@ fn git_credentials(connection: &Connection, url: &ServerUrl, secret: &Secret) ->
         "connection_id": connection.id,
         "credential_type": connection.credential_type.as_str(),
         "clone_url_base": clone_url_base(url),
+        "version": connection.version,
     });
     let mut answer = base;
-    match &connection.git_username {
+    // Connections stored before git users were recorded derive theirs from the kind.
+    let login = connection.username.as_deref();
+    let git_user = connection.git_username.clone().or_else(|| connection.credential_type.git_username(login));
+    match &git_user {
         Some(user) => {
             answer["username"] = json!(user);
             answer["password"] = json!(secret.expose());

@@ -119,6 +119,9 @@ impl EditHandler {
             if !verified.credential_type.has_username() {
                 next.username = None;
             }
+            if verified.credential_type.bound_to().is_none() {
+                next.resource = None;
+            }
             next.record_success(verified, at);
             new_sealed = sealed;
         }
@@ -145,8 +148,11 @@ impl EditHandler {
         patch: &PatchRequest,
     ) -> Result<(Verification, Option<Sealed>), ApiError> {
         let url = patch.url.as_ref().unwrap_or(&stored.url);
-        let username = patch.username.as_ref().or(stored.username.as_ref());
-        let resource = patch.resource.as_ref().or(stored.resource.as_ref());
+        // Switching kinds (an API token to an access token, say) leaves behind what
+        // the new kind does not take: its login, or the resource a token was bound to.
+        let kind = patch.credential_type.unwrap_or(previous.credential_type);
+        let username = patch.username.as_ref().or(stored.username.as_ref().filter(|_| kind.has_username()));
+        let resource = patch.resource.as_ref().or(stored.resource.as_ref().filter(|_| kind.bound_to().is_some()));
         // A new username or server may mean another kind of credential: infer again.
         let credential_type = patch
             .credential_type

@@ -28,7 +28,7 @@ use crate::problem::ApiError;
 use crate::seal::{SealContext, SealError, Sealer};
 use crate::store::{ConnectionStore, Due, DueAt, StoreError};
 use crate::verify::target::ServerUrl;
-use crate::verify::{Claim, Verifier, is_verdict};
+use crate::verify::{Claim, Verification, Verifier};
 
 pub struct RecheckHandler {
     pub store: Arc<dyn ConnectionStore>,
@@ -129,10 +129,22 @@ impl RecheckHandler {
         let mut next = previous.clone();
         let interval = time::Duration::try_from(self.settings.interval).unwrap_or(time::Duration::DAY);
         let mut outcome = Outcome::Rescheduled;
-        if previous.status == Status::Verified && previous.verified_at + interval <= now {
+        // An expired token would only earn a 401: `expired` says more, without asking.
+        let expired = previous.clone().with_status_at(now).status == Status::Expired;
+        if previous.status == Status::Verified && !expired && previous.verified_at + interval <= now {
             match self.reverify(&due, pauses).await {
-                Ok(()) => {
-                    next.verified_at = now;
+                Ok(verified) => {
+                    let mut refreshed = next.clone();
+                    refreshed.record_success(verified, now);
+                    // What Bitbucket grants changed: the representation did, so its version does.
+                    let granted = |c: &Connection| {
+                        (c.account.clone(), c.scopes.clone(), c.capabilities.clone(), c.warnings.clone())
+                    };
+                    if granted(&refreshed) != granted(&next) {
+                        refreshed.version += 1;
+                        refreshed.updated_at = now;
+                    }
+                    next = refreshed;
                     outcome = Outcome::Verified;
                 }
                 Err(Check::Verdict(error)) => {
@@ -141,9 +153,15 @@ impl RecheckHandler {
                     next.record_failure(error.code(), error.detail(), now);
                     outcome = Outcome::Invalidated;
                 }
-                // Nothing definite was learned: the connection stays due and is retried next run.
-                Err(Check::Transient) => return (Outcome::Transient, 0),
-                Err(Check::RateLimited) => return (Outcome::RateLimited, 0),
+                // Nothing definite was learned: looked at again by the next run, behind every
+                // connection already due, so a dead or limiting host cannot take every run.
+                Err(Check::Transient) => return (self.postpone(&due, now, Outcome::Transient).await, 0),
+                Err(Check::RateLimited) => return (self.postpone(&due, now, Outcome::RateLimited).await, 0),
+                Err(Check::Unusable) => {
+                    tracing::error!(connection_id = %previous.id, "stored connection no longer parses; not rechecked");
+                    let _ = self.store.record_check(&due.owner, &previous, &previous, due.notified, DueAt::Never).await;
+                    return (Outcome::Transient, 0);
+                }
             }
         }
         let status = next.clone().with_status_at(now).status;
@@ -177,31 +195,43 @@ impl RecheckHandler {
             tracing::warn!(error = %error, connection_id = %next.id, "event not published; retried next run");
             return (outcome, 0);
         }
-        let announced = self.store.record_check(&due.owner, &next, &next, status, schedule(&next, interval, now)).await;
-        if let Err(error) = announced {
+        // Marked on the announced status alone, not the version: a user edit in between
+        // must not leave the change unannounced forever. The connection stays due, and the
+        // next run reschedules it.
+        if let Err(error) = self.store.mark_announced(&due.owner, &next.id, due.notified, status).await {
             // Published but not marked: the next run publishes again (at least once).
             tracing::warn!(error = %error, connection_id = %next.id, "event published but not marked announced");
         }
         (outcome, 1)
     }
 
+    /// Leaves the connection as it is, due again for the next run (after this run's `now`).
+    async fn postpone(&self, due: &Due, now: OffsetDateTime, outcome: Outcome) -> Outcome {
+        let at = now.unix_timestamp() + 1;
+        let connection = &due.connection;
+        match self.store.record_check(&due.owner, connection, connection, due.notified, DueAt::At(at)).await {
+            Err(StoreError::VersionMismatch) => Outcome::Conflict,
+            _ => outcome,
+        }
+    }
+
     /// Verifies the stored credentials as the user's own re-verify does, with
     /// the same account pinning; sorts the outcome into definite or not.
-    async fn reverify(&self, due: &Due, pauses: &Pauses) -> Result<(), Check> {
+    async fn reverify(&self, due: &Due, pauses: &Pauses) -> Result<Verification, Check> {
         let connection = &due.connection;
-        let url = ServerUrl::parse(&connection.url).map_err(|_| Check::Transient)?;
+        let url = ServerUrl::parse(&connection.url).map_err(|_| Check::Unusable)?;
         let host = url.url().host_str().unwrap_or_default().to_owned();
         if pauses.lock().map(|p| p.get(&host).is_some_and(|until| *until > Instant::now())).unwrap_or(false) {
             return Err(Check::RateLimited);
         }
-        let id = ConnectionId::parse(&connection.id).ok_or(Check::Transient)?;
+        let id = ConnectionId::parse(&connection.id).ok_or(Check::Unusable)?;
         let secret = match self.sealer.open(&due.sealed, SealContext { owner: &due.owner, connection: &id }).await {
             Ok(secret) => secret,
             Err(SealError::Rejected) => return Err(Check::Verdict(ApiError::SecretUnreadable)),
             Err(SealError::Unavailable(_)) => return Err(Check::Transient),
         };
-        let username = connection.username.as_deref().map(Username::parse).transpose().map_err(|_| Check::Transient)?;
-        let resource = connection.resource.as_deref().map(Resource::parse).transpose().map_err(|_| Check::Transient)?;
+        let username = connection.username.as_deref().map(Username::parse).transpose().map_err(|_| Check::Unusable)?;
+        let resource = connection.resource.as_deref().map(Resource::parse).transpose().map_err(|_| Check::Unusable)?;
         let claim = Claim {
             url: &url,
             username: username.as_ref(),
@@ -214,7 +244,7 @@ impl RecheckHandler {
                 (Some(before), Some(now)) if !before.same_as(now) => {
                     Err(Check::Verdict(ApiError::AccountMismatch { expected: before.label(), found: now.label() }))
                 }
-                _ => Ok(()),
+                _ => Ok(verified),
             },
             Err(ApiError::BitbucketRateLimited { retry_after }) => {
                 let pause = retry_after.unwrap_or(self.settings.rate_limit_pause);
@@ -223,7 +253,9 @@ impl RecheckHandler {
                 }
                 Err(Check::RateLimited)
             }
-            Err(error) if is_verdict(&error) => Err(Check::Verdict(error)),
+            Err(error) if about_the_credentials(&error) => Err(Check::Verdict(error)),
+            // A maintenance page, a redirect to SSO or a DNS blip says nothing about the
+            // credentials: unlike a user's own re-verify, the schedule waits for certainty.
             Err(_) => Err(Check::Transient),
         }
     }
@@ -233,10 +265,26 @@ impl RecheckHandler {
 enum Check {
     /// A definite answer against the credentials: the connection turns invalid.
     Verdict(ApiError),
-    /// Timeouts, 5xx, unreachable: says nothing about the credentials.
+    /// Timeouts, 5xx, unreachable, not Bitbucket-like: says nothing about the credentials.
     Transient,
-    /// The host asked us to slow down: left for a later run.
+    /// The host asked us to slow down: left for the next run.
     RateLimited,
+    /// The stored connection no longer parses: nothing a run can do.
+    Unusable,
+}
+
+/// The verdicts that are about the credentials themselves.
+fn about_the_credentials(error: &ApiError) -> bool {
+    matches!(
+        error,
+        ApiError::InvalidCredentials { .. }
+            | ApiError::AppPasswordRetired
+            | ApiError::MissingPermissions { .. }
+            | ApiError::WrongResource { .. }
+            | ApiError::AccountMismatch { .. }
+            | ApiError::SecretUnreadable
+            | ApiError::UsernameIsEmail
+    )
 }
 
 fn schedule(connection: &Connection, interval: time::Duration, now: OffsetDateTime) -> DueAt {

@@ -719,7 +719,16 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        let items = output.items.unwrap_or_default().into_iter().map(due_from).collect::<Result<Vec<_>, _>>()?;
+        // One unreadable item must not stop the recheck for everyone: it is left out (and logged).
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| {
+                let sk = item.get(SORT_KEY).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                due_from(item).map_err(|e| tracing::error!(sk, error = %e, "unreadable due connection")).ok()
+            })
+            .collect();
         let next = output.last_evaluated_key.map(|key| {
             let plain: HashMap<String, String> = key
                 .into_iter()
@@ -742,6 +751,20 @@ impl ConnectionStore for DynamoStore {
         due: DueAt,
     ) -> Result<(), StoreError> {
         let update = self.conditional_update(owner, next, previous.version, None, due, Some(notified))?;
+        self.update_one(update).await
+    }
+
+    async fn mark_announced(&self, owner: &Owner, id: &str, from: Status, to: Status) -> Result<(), StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::connection_key(owner, id)))
+            .update_expression("SET #n = :to")
+            .condition_expression("attribute_exists(pk) AND #n = :from")
+            .expression_attribute_names("#n", NOTIFIED)
+            .expression_attribute_values(":to", status_value(to))
+            .expression_attribute_values(":from", status_value(from))
+            .build()
+            .map_err(unavailable)?;
         self.update_one(update).await
     }
 

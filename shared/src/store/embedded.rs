@@ -352,15 +352,30 @@ impl ConnectionStore for EmbeddedStore {
             .then(|| rows.last().map(|(owner, id, _, _, _, due)| serde_json::json!([due, owner, id]).to_string()))
             .flatten();
         let mut items = Vec::new();
-        for (owner, _, doc, sealed, notified, _) in rows {
-            items.push(Due {
-                owner: Owner::parse(&owner).ok_or_else(|| StoreError::Corrupt("owner".into()))?,
-                connection: decode(&doc)?,
-                sealed: Sealed(sealed),
-                notified: serde_json::from_value(serde_json::Value::String(notified)).unwrap_or(Status::Verified),
-            });
+        for (owner, id, doc, sealed, notified, _) in rows {
+            // One unreadable row must not stop the recheck for everyone.
+            let (Some(owner), Ok(connection)) = (Owner::parse(&owner), decode(&doc)) else {
+                tracing::error!(connection_id = %id, "unreadable due connection");
+                continue;
+            };
+            let notified = serde_json::from_value(serde_json::Value::String(notified)).unwrap_or(Status::Verified);
+            items.push(Due { owner, connection, sealed: Sealed(sealed), notified });
         }
         Ok(DuePage { items, next })
+    }
+
+    async fn mark_announced(&self, owner: &Owner, id: &str, from: Status, to: Status) -> Result<(), StoreError> {
+        let (owner, id, from, to) = (owner.as_str().to_owned(), id.to_owned(), status_text(from), status_text(to));
+        self.with_db(move |db| {
+            let changed = db
+                .execute(
+                    "UPDATE connections SET notified = ?1 WHERE owner = ?2 AND id = ?3 AND COALESCE(notified, 'verified') = ?4",
+                    params![to, owner, id, from],
+                )
+                .map_err(sql_error)?;
+            if changed == 0 { Err(StoreError::VersionMismatch) } else { Ok(()) }
+        })
+        .await
     }
 
     async fn record_check(

@@ -172,6 +172,10 @@ pub trait ConnectionStore: Send + Sync {
         due: DueAt,
     ) -> Result<(), StoreError>;
 
+    /// Records that the change from `from` to `to` was announced, whatever else
+    /// changed meanwhile (conditioned on the announced status, not the version).
+    async fn mark_announced(&self, owner: &Owner, id: &str, from: Status, to: Status) -> Result<(), StoreError>;
+
     /// Counts one check against Bitbucket for `owner` in the minute of `now`
     /// (Unix seconds). `Some(seconds)` to wait when `limit` is already reached.
     async fn count_verification(&self, owner: &Owner, limit: u32, now: i64) -> Result<Option<u64>, StoreError>;

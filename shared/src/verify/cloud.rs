@@ -33,7 +33,7 @@ async fn verify_login(
 ) -> Result<Verification, ApiError> {
     let host = host(claim);
     let reply = http.get(claim.url.join(&["user"]), Auth::Basic(claim.username(), claim.secret)).await?;
-    let kind = reply.header("x-credential-type").and_then(CredentialType::from_cloud_header).unwrap_or(declared);
+    let kind = reported_kind(&reply, declared);
     let (account, scopes) = match reply.status.as_u16() {
         200 => {
             let user = reply.json().ok_or_else(|| not_json(&host))?;
@@ -113,7 +113,7 @@ async fn verify_access_token(
         _ => return Err(resource_shape(bound)),
     };
     let reply = http.get(claim.url.join(&path), Auth::Bearer(claim.secret)).await?;
-    let kind = reply.header("x-credential-type").and_then(CredentialType::from_cloud_header).unwrap_or(declared);
+    let kind = reported_kind(&reply, declared);
     let scopes = match reply.status.as_u16() {
         200 => {
             let body = reply.json().ok_or_else(|| not_json(&host))?;
@@ -128,7 +128,8 @@ async fn verify_access_token(
                 detail: "Bitbucket rejected the access token. Check that it was copied whole and has not expired or been revoked.".into(),
             });
         }
-        403 if granted_on_403(&reply).is_some() => granted_on_403(&reply).unwrap_or_default(),
+        // A scope the resource needs is missing: a verdict on the scopes, not the resource.
+        403 if lacks_a_required_scope(&reply) => granted_on_403(&reply).unwrap_or_default(),
         403 | 404 => {
             let resource = parts.join("/");
             return Err(ApiError::WrongResource {
@@ -150,6 +151,32 @@ async fn verify_access_token(
         capabilities,
         warnings: Vec::new(),
     })
+}
+
+/// The kind Bitbucket names, when it is of the family the user declared (a login
+/// kind for a login, a bound token for a bound token); otherwise the declared one.
+fn reported_kind(reply: &Reply, declared: CredentialType) -> CredentialType {
+    let reported = reply.header("x-credential-type").and_then(CredentialType::from_cloud_header);
+    let same_family = |kind: &CredentialType| kind.has_username() == declared.has_username();
+    reported.filter(same_family).unwrap_or(declared)
+}
+
+/// A 403 whose `error.detail.required` names a scope not in `granted`.
+fn lacks_a_required_scope(reply: &Reply) -> bool {
+    let Some(body) = reply.json() else { return false };
+    let detail = body.get("error").and_then(|e| e.get("detail"));
+    let list = |key: &str| -> Vec<String> {
+        detail
+            .and_then(|d| d.get(key))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    let granted = list("granted");
+    list("required").iter().any(|scope| !granted.contains(scope))
 }
 
 fn host(claim: &Claim<'_>) -> String {

@@ -117,6 +117,9 @@ impl Verifier {
                 )],
             });
         }
+        if kind.bound_to().is_none() && claim.resource.is_some() {
+            return Err(field("resource", "must be empty: only access tokens are bound to a resource"));
+        }
         if kind == CredentialType::AppPassword && claim.username.is_some_and(Username::is_email) {
             return Err(ApiError::UsernameIsEmail);
         }
