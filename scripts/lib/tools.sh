@@ -4,6 +4,7 @@ MOTO_PIN="moto[server]==5.2.5"
 CARGO_LAMBDA_PIN="cargo-lambda==1.9.2 ziglang==0.17.0"
 CFN_LINT_PIN="cfn-lint==1.58.0"
 CHECKOV_PIN="checkov==3.3.30"
+SCHEMATHESIS_PIN="schemathesis==4.32.5"
 
 # ensure_venv NAME REQUIREMENT... : (re)creates .venv/NAME unless it already holds exactly these pins.
 ensure_venv() {
