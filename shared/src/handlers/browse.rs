@@ -8,7 +8,7 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use super::{respond, seal_failure};
+use super::{respond, seal_failure, unreadable_connection};
 use crate::browse::{Cursor, Source, parse_query, parse_slug};
 use crate::config::Settings;
 use crate::credential::Resource;
@@ -104,10 +104,15 @@ impl BrowseHandler {
             self.sealer.open(&sealed, SealContext { owner: &owner, connection: &id }).await.map_err(seal_failure)?;
         let source = Source {
             http: &self.http,
-            url: ServerUrl::parse(&connection.url).map_err(|_| unreadable())?,
+            url: ServerUrl::parse(&connection.url).map_err(|_| unreadable_connection())?,
             connection: &connection,
             auth: Auth::for_connection(connection.credential_type, connection.username.as_deref(), &secret),
-            resource: connection.resource.as_deref().map(Resource::parse).transpose().map_err(|_| unreadable())?,
+            resource: connection
+                .resource
+                .as_deref()
+                .map(Resource::parse)
+                .transpose()
+                .map_err(|_| unreadable_connection())?,
         };
         let q = filter.as_deref();
         let listed = match &route {
@@ -142,9 +147,4 @@ impl BrowseHandler {
             tracing::info!(connection_id = %id, failure = %failure, "could not mark the connection invalid");
         }
     }
-}
-
-fn unreadable() -> ApiError {
-    tracing::error!("stored connection holds a value that no longer parses");
-    ApiError::ServiceUnavailable { detail: "The stored connection is unreadable. Delete it and add it again." }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::{admit_verification, audit, connection_response, respond, seal_failure};
+use super::{admit_verification, audit, connection_response, respond, seal_failure, unreadable_connection};
 use crate::config::Settings;
 use crate::credential::Resource;
 use crate::domain::{Account, Connection, ConnectionId, Owner, Username, now};
@@ -35,9 +35,19 @@ struct Stored {
 impl Stored {
     fn of(connection: &Connection) -> Result<Self, ApiError> {
         Ok(Self {
-            url: ServerUrl::parse(&connection.url).map_err(|_| corrupt())?,
-            username: connection.username.as_deref().map(Username::parse).transpose().map_err(|_| corrupt())?,
-            resource: connection.resource.as_deref().map(Resource::parse).transpose().map_err(|_| corrupt())?,
+            url: ServerUrl::parse(&connection.url).map_err(|_| unreadable_connection())?,
+            username: connection
+                .username
+                .as_deref()
+                .map(Username::parse)
+                .transpose()
+                .map_err(|_| unreadable_connection())?,
+            resource: connection
+                .resource
+                .as_deref()
+                .map(Resource::parse)
+                .transpose()
+                .map_err(|_| unreadable_connection())?,
         })
     }
 }
@@ -218,9 +228,4 @@ fn check_account(previous: Option<&Account>, found: Option<&Account>, confirmed:
         expected: previous.label(),
         found: found.map_or_else(|| "an account Bitbucket does not show".to_owned(), Account::label),
     })
-}
-
-fn corrupt() -> ApiError {
-    tracing::error!("stored connection holds a value that no longer parses");
-    ApiError::ServiceUnavailable { detail: "The stored connection is unreadable. Delete it and add it again." }
 }
