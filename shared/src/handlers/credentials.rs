@@ -83,7 +83,7 @@ impl CredentialsHandler {
             Err(_) => {
                 return refusal(
                     "invalid_request",
-                    "Expected {\"action\": \"get\", \"owner\", \"connection_id\", \"purpose\": \"git\"|\"api\", \"caller\"} or {\"action\": \"report\", \"owner\", \"connection_id\", \"outcome\": \"unauthorized\"|\"forbidden\", \"caller\"}.",
+                    "Expected {\"action\": \"get\", \"owner\", \"connection_id\", \"purpose\": \"git\"|\"api\", \"caller\"} or {\"action\": \"report\", \"owner\", \"connection_id\", \"version\" (from the get answer), \"outcome\": \"unauthorized\"|\"forbidden\", \"caller\"}.",
                 );
             }
         };
