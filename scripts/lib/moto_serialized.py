@@ -140,21 +140,15 @@ def serve(environ, start_response):
     operation = target.rsplit(".", 1)[-1] if target.startswith("DynamoDB_") else ""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     raw = environ["wsgi.input"].read(length) if length else b""
-    if target and not operation:
+    if target:
+        # DynamoDB calls by operation and table; other JSON services by target and key id.
+        name, field = (operation, "TableName") if operation else (target, "KeyId")
         try:
-            key_id = json.loads(raw or b"{}").get("KeyId", "")
+            detail = json.loads(raw or b"{}").get(field, "")
         except ValueError:
-            key_id = ""
+            detail = ""
         with held_lock:
-            key = f"{target} {key_id}".strip()
-            operations[key] = operations.get(key, 0) + 1
-    if operation:
-        try:
-            table = json.loads(raw or b"{}").get("TableName", "")
-        except ValueError:
-            table = ""
-        with held_lock:
-            key = f"{operation} {table}".strip()
+            key = f"{name} {detail}".strip()
             operations[key] = operations.get(key, 0) + 1
     if operation == "TransactWriteItems":
         keys = transaction_keys(json.loads(raw or b"{}"))

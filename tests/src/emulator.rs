@@ -143,3 +143,13 @@ fn uuid_like() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
+
+/// Calls the emulator counted, by operation (`GetItem <table>`, `TrentService.Decrypt <key>`, ...),
+/// as `scripts/lib/moto_serialized.py` serves them; to prove what was (and was not) called.
+pub async fn call_counts() -> std::collections::HashMap<String, u64> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = format!("{}/conflict-emulation/stats", endpoint());
+    let text = reqwest::get(url).await.expect("the emulator's call counts").text().await.unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    serde_json::from_value(body["operations"].clone()).unwrap_or_default()
+}

@@ -233,7 +233,7 @@ async fn a_user_edit_during_a_run_wins() {
 async fn five_hundred_due_connections_over_a_rate_limiting_bitbucket_finish_within_a_few_runs() {
     let _logs = blackbox::logs::guard();
     let env = env(RecheckSettings { interval: Duration::from_secs(3600), ..RecheckSettings::default() }).await;
-    let before = stats().await;
+    let before = blackbox::emulator::call_counts().await;
     // Verified two days ago, so each is stale and due.
     let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(2);
     let seeds: Vec<_> = (0..500)
@@ -280,7 +280,7 @@ async fn five_hundred_due_connections_over_a_rate_limiting_bitbucket_finish_with
     .buffer_unordered(4)
     .collect::<Vec<()>>()
     .await;
-    let seeded = stats().await;
+    let seeded = blackbox::emulator::call_counts().await;
     println!("seeded 500 connections in {:.1} s", seeding.elapsed().as_secs_f64());
 
     let calls_before = env.fake.requests().len();
@@ -302,7 +302,7 @@ async fn five_hundred_due_connections_over_a_rate_limiting_bitbucket_finish_with
     assert!(reports.len() <= 4, "{reports:?}");
     assert!(reports.iter().all(|r| r.invalidated == 0), "a 429 is never a verdict: {reports:?}");
     let calls = env.fake.requests().len() - calls_before;
-    let after = stats().await;
+    let after = blackbox::emulator::call_counts().await;
     let delta = |op: &str| after.get(op).copied().unwrap_or(0) - seeded.get(op).copied().unwrap_or(0);
     assert_eq!(delta("Scan"), 0, "never a scan");
     assert_eq!(after.get("Scan").copied().unwrap_or(0), before.get("Scan").copied().unwrap_or(0));
@@ -326,11 +326,4 @@ fn verification() -> Verification {
         warnings: Vec::new(),
         git_username: Some("x-bitbucket-api-token-auth".into()),
     }
-}
-
-/// DynamoDB calls by operation (and table), as the emulator counted them.
-async fn stats() -> std::collections::HashMap<String, u64> {
-    let url = format!("{}/conflict-emulation/stats", emulator::endpoint());
-    let body: Value = serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap();
-    serde_json::from_value(body["operations"].clone()).unwrap_or_default()
 }

@@ -285,7 +285,7 @@ async fn a_page_costs_one_read_one_decrypt_one_bitbucket_call() {
     )
     .await;
     fake.delay(std::time::Duration::from_millis(100));
-    let (calls, before) = (fake.requests().len(), stats().await);
+    let (calls, before) = (fake.requests().len(), blackbox::emulator::call_counts().await);
     let mut latencies = Vec::new();
     const PAGES: usize = 10;
     for _ in 0..PAGES {
@@ -294,7 +294,7 @@ async fn a_page_costs_one_read_one_decrypt_one_bitbucket_call() {
         latencies.push(started.elapsed());
         assert_eq!(page.status, 200);
     }
-    let after = stats().await;
+    let after = blackbox::emulator::call_counts().await;
     let delta = |op: &str| after.get(op).copied().unwrap_or(0) - before.get(op).copied().unwrap_or(0);
     assert_eq!(fake.requests().len() - calls, PAGES, "one Bitbucket call per page");
     assert_eq!(delta(&format!("GetItem {}", aws.table)), PAGES as u64, "one DynamoDB read per page");
@@ -308,12 +308,4 @@ async fn a_page_costs_one_read_one_decrypt_one_bitbucket_call() {
         latencies[0].as_secs_f64() * 1000.0,
         latencies[PAGES - 1].as_secs_f64() * 1000.0
     );
-}
-
-/// Calls the emulator counted, by operation (and table for DynamoDB).
-async fn stats() -> std::collections::HashMap<String, u64> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let url = format!("{}/conflict-emulation/stats", blackbox::emulator::endpoint());
-    let body: Value = serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap();
-    serde_json::from_value(body["operations"].clone()).unwrap_or_default()
 }
