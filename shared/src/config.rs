@@ -57,6 +57,10 @@ pub struct RecheckSettings {
     pub page_size: usize,
     /// A host that answered 429 without `Retry-After` is left alone this long.
     pub rate_limit_pause: Duration,
+    /// A connection Bitbucket could not answer for, or whose change is still to
+    /// announce, is looked at again no sooner than this: by a later run, never
+    /// by the one that put it back.
+    pub retry_after: Duration,
 }
 
 impl Default for RecheckSettings {
@@ -66,6 +70,7 @@ impl Default for RecheckSettings {
             concurrency: 8,
             page_size: 100,
             rate_limit_pause: Duration::from_secs(60),
+            retry_after: Duration::from_secs(60),
         }
     }
 }

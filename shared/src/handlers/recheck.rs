@@ -26,7 +26,7 @@ use crate::domain::{Connection, ConnectionId, Status, Username};
 use crate::events::{Events, StatusChanged};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, SealError, Sealer};
-use crate::store::{ConnectionStore, Due, DueAt, StoreError};
+use crate::store::{Announced, ConnectionStore, Due, DueAt, StoreError};
 use crate::verify::target::ServerUrl;
 use crate::verify::{Claim, Verification, Verifier};
 
@@ -167,7 +167,7 @@ impl RecheckHandler {
         let status = next.clone().with_status_at(now).status;
         let announce = status != due.notified;
         // Written first: a change still to announce keeps the connection due for the next run.
-        let retry = DueAt::At(now.unix_timestamp() + 1);
+        let retry = self.retry_at(now);
         let first = if announce { retry } else { schedule(&next, interval, now) };
         match self.store.record_check(&due.owner, &previous, &next, due.notified, first).await {
             Ok(()) => {}
@@ -195,21 +195,31 @@ impl RecheckHandler {
             tracing::warn!(error = %error, connection_id = %next.id, "event not published; retried next run");
             return (outcome, 0);
         }
-        // Marked on the announced status alone, not the version: a user edit in between
-        // must not leave the change unannounced forever. The connection stays due, and the
-        // next run reschedules it.
-        if let Err(error) = self.store.mark_announced(&due.owner, &next.id, due.notified, status).await {
+        // Marked on the announced status, not the version: a user edit in between must not
+        // leave the change unannounced forever. Without one, the same write reschedules.
+        let announced = Announced {
+            id: &next.id,
+            from: due.notified,
+            to: status,
+            version: next.version,
+            then: schedule(&next, interval, now),
+        };
+        if let Err(error) = self.store.mark_announced(&due.owner, announced).await {
             // Published but not marked: the next run publishes again (at least once).
             tracing::warn!(error = %error, connection_id = %next.id, "event published but not marked announced");
         }
         (outcome, 1)
     }
 
-    /// Leaves the connection as it is, due again for the next run (after this run's `now`).
+    fn retry_at(&self, now: OffsetDateTime) -> DueAt {
+        let after = i64::try_from(self.settings.retry_after.as_secs()).unwrap_or(60).max(1);
+        DueAt::At(now.unix_timestamp() + after)
+    }
+
+    /// Leaves the connection as it is, due again for a later run.
     async fn postpone(&self, due: &Due, now: OffsetDateTime, outcome: Outcome) -> Outcome {
-        let at = now.unix_timestamp() + 1;
         let connection = &due.connection;
-        match self.store.record_check(&due.owner, connection, connection, due.notified, DueAt::At(at)).await {
+        match self.store.record_check(&due.owner, connection, connection, due.notified, self.retry_at(now)).await {
             Err(StoreError::VersionMismatch) => Outcome::Conflict,
             _ => outcome,
         }

@@ -29,7 +29,9 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
-use super::{ConnectionStore, Due, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError, verification_window};
+use super::{
+    Announced, ConnectionStore, Due, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError, verification_window,
+};
 use crate::domain::{Connection, ConnectionId, Owner, Status};
 use crate::seal::Sealed;
 
@@ -754,18 +756,38 @@ impl ConnectionStore for DynamoStore {
         self.update_one(update).await
     }
 
-    async fn mark_announced(&self, owner: &Owner, id: &str, from: Status, to: Status) -> Result<(), StoreError> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::connection_key(owner, id)))
-            .update_expression("SET #n = :to")
-            .condition_expression("attribute_exists(pk) AND #n = :from")
-            .expression_attribute_names("#n", NOTIFIED)
-            .expression_attribute_values(":to", status_value(to))
-            .expression_attribute_values(":from", status_value(from))
-            .build()
-            .map_err(unavailable)?;
-        self.update_one(update).await
+    async fn mark_announced(&self, owner: &Owner, announced: Announced<'_>) -> Result<(), StoreError> {
+        let base = |condition: &str| {
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::connection_key(owner, announced.id)))
+                .condition_expression(condition)
+                .expression_attribute_names("#n", NOTIFIED)
+                .expression_attribute_values(":to", status_value(announced.to))
+                .expression_attribute_values(":from", status_value(announced.from))
+        };
+        // Unchanged since the check: the schedule moves on with the announcement.
+        let due = due_attributes(announced.then);
+        let reschedule = base("attribute_exists(pk) AND #n = :from AND #v = :version")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":version", AttributeValue::N(announced.version.to_string()))
+            .expression_attribute_names("#s", DUE_SHARD)
+            .expression_attribute_names("#a", DUE_AT);
+        let reschedule = match due.as_slice() {
+            [(_, shard), (_, at)] => reschedule
+                .update_expression("SET #n = :to, #s = :shard, #a = :at")
+                .expression_attribute_values(":shard", shard.clone())
+                .expression_attribute_values(":at", at.clone()),
+            _ => reschedule.update_expression("SET #n = :to REMOVE #s, #a"),
+        };
+        match self.update_one(reschedule.build().map_err(unavailable)?).await {
+            Err(StoreError::VersionMismatch) => {}
+            done => return done,
+        }
+        // A user edit came in between: it made the connection due already, so only the
+        // announcement is recorded; the next run reschedules it.
+        let update = base("attribute_exists(pk) AND #n = :from").update_expression("SET #n = :to");
+        self.update_one(update.build().map_err(unavailable)?).await
     }
 
     async fn count_verification(&self, owner: &Owner, limit: u32, now: i64) -> Result<Option<u64>, StoreError> {

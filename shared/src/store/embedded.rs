@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection as Db, ErrorCode, OptionalExtension, params};
 
-use super::{ConnectionStore, Due, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError, verification_window};
+use super::{
+    Announced, ConnectionStore, Due, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError, verification_window,
+};
 use crate::domain::{Connection, ConnectionId, Owner, Status};
 use crate::seal::Sealed;
 
@@ -111,6 +113,14 @@ impl EmbeddedStore {
 
 fn now_seconds() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn due_seconds(due: DueAt) -> Option<i64> {
+    match due {
+        DueAt::Now => Some(now_seconds()),
+        DueAt::At(at) => Some(at),
+        DueAt::Never => None,
+    }
 }
 
 fn status_text(status: Status) -> String {
@@ -364,13 +374,18 @@ impl ConnectionStore for EmbeddedStore {
         Ok(DuePage { items, next })
     }
 
-    async fn mark_announced(&self, owner: &Owner, id: &str, from: Status, to: Status) -> Result<(), StoreError> {
-        let (owner, id, from, to) = (owner.as_str().to_owned(), id.to_owned(), status_text(from), status_text(to));
+    async fn mark_announced(&self, owner: &Owner, announced: Announced<'_>) -> Result<(), StoreError> {
+        let (owner, id) = (owner.as_str().to_owned(), announced.id.to_owned());
+        let (from, to) = (status_text(announced.from), status_text(announced.to));
+        let (version, due_at) = (announced.version, due_seconds(announced.then));
         self.with_db(move |db| {
+            // Unchanged since the check: the schedule moves on with the announcement;
+            // after a user edit only the announcement is recorded.
             let changed = db
                 .execute(
-                    "UPDATE connections SET notified = ?1 WHERE owner = ?2 AND id = ?3 AND COALESCE(notified, 'verified') = ?4",
-                    params![to, owner, id, from],
+                    "UPDATE connections SET notified = ?1, due_at = CASE WHEN version = ?5 THEN ?6 ELSE due_at END
+                     WHERE owner = ?2 AND id = ?3 AND COALESCE(notified, 'verified') = ?4",
+                    params![to, owner, id, from, version, due_at],
                 )
                 .map_err(sql_error)?;
             if changed == 0 { Err(StoreError::VersionMismatch) } else { Ok(()) }
@@ -388,11 +403,7 @@ impl ConnectionStore for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let (owner, doc) = (owner.as_str().to_owned(), encode(next)?);
         let (id, version, expected) = (next.id.clone(), next.version, previous.version);
-        let due_at = match due {
-            DueAt::Now => Some(now_seconds()),
-            DueAt::At(at) => Some(at),
-            DueAt::Never => None,
-        };
+        let due_at = due_seconds(due);
         let notified = status_text(notified);
         self.with_db(move |db| {
             let changed = db

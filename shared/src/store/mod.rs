@@ -85,6 +85,17 @@ pub enum DueAt {
     Never,
 }
 
+/// A status change the recheck function announced, and when to look next.
+#[derive(Debug, Clone, Copy)]
+pub struct Announced<'a> {
+    pub id: &'a str,
+    pub from: Status,
+    pub to: Status,
+    /// The version the check wrote; a later one means a user edit came in between.
+    pub version: u64,
+    pub then: DueAt,
+}
+
 /// A connection the recheck function should look at, with what it needs to do so.
 #[derive(Debug)]
 pub struct Due {
@@ -173,8 +184,9 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Records that the change from `from` to `to` was announced, whatever else
-    /// changed meanwhile (conditioned on the announced status, not the version).
-    async fn mark_announced(&self, owner: &Owner, id: &str, from: Status, to: Status) -> Result<(), StoreError>;
+    /// changed meanwhile (conditioned on the announced status, not the version),
+    /// and, if the connection is still at `version`, schedules its next check.
+    async fn mark_announced(&self, owner: &Owner, announced: Announced<'_>) -> Result<(), StoreError>;
 
     /// Counts one check against Bitbucket for `owner` in the minute of `now`
     /// (Unix seconds). `Some(seconds)` to wait when `limit` is already reached.
