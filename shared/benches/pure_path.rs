@@ -13,7 +13,7 @@ use connections::handlers::list::PageBody;
 use connections::http::json_body;
 use connections::input::parse_create;
 use connections::seal::Sealed;
-use connections::store::{ConnectionStore, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError};
+use connections::store::{Announced, ConnectionStore, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError};
 use connections::verify::Verification;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
@@ -95,7 +95,7 @@ impl ConnectionStore for Instant {
     ) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn mark_announced(&self, _: &Owner, _: &str, _: Status, _: Status) -> Result<(), StoreError> {
+    async fn mark_announced(&self, _: &Owner, _: Announced<'_>) -> Result<(), StoreError> {
         Ok(())
     }
     async fn count_verification(&self, _: &Owner, _: u32, _: i64) -> Result<Option<u64>, StoreError> {
