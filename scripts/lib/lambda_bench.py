@@ -24,6 +24,8 @@ import time
 import urllib.request
 import uuid
 
+import peers
+
 FUNCTIONS = ["add", "list", "edit", "delete"]
 # Start-up is measured for every function; warm requests for the four above.
 STARTING = FUNCTIONS + ["browse", "credentials", "recheck", "web"]
@@ -214,6 +216,7 @@ def function_env(runtime, proxy, table, key, name):
         "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
         "AWS_EXECUTION_ENV": "AWS_Lambda_provided.al2023",
         "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_ENDPOINT_URL": f"http://{proxy.address}",
@@ -221,15 +224,20 @@ def function_env(runtime, proxy, table, key, name):
         "CONNECTIONS_TABLE": table,
         "CONNECTIONS_KEY_ID": key,
         "BITBUCKET_ALLOWED_PRIVATE": "127.0.0.0/8",
+        "BITBUCKET_ALLOWED_HTTP": "127.0.0.1",
         "RUST_LOG": "info",
+        # As the template sets them (shared/src/partition.rs).
+        "CONNECTIONS_AWS_PARTITION": "aws",
+        "SMITHY_CLIENT_SDK_CUSTOM_PARTITION": os.path.join(tempfile.gettempdir(), f"bench-partition-{name}.json"),
     }
     return env
 
 
-def start(bin_dir, name, env, runtime):
+def start(bin_dir, name, env, runtime, argv=None):
     runtime.reset()
     started = time.perf_counter()
-    process = subprocess.Popen([os.path.join(bin_dir, name)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = argv or [os.path.join(bin_dir, name)]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not runtime.first_next.wait(timeout=20):
         process.kill()
         raise RuntimeError(f"{name} never asked for an event")
@@ -329,6 +337,38 @@ def main():
         print("   (valgrind not found: instruction counts skipped)")
     proxy.take()
 
+    print(f"\n== Against the peers a team would otherwise write (bench/peers: boto3, AWS SDK for JavaScript v3),"
+          f" median of {args.runs}")
+    peers.ensure_peers(ROOT)
+    listing = load_event("list", "list.json")
+
+    def first_response(name, argv=None):
+        """Spawn -> first /next, and spawn -> the answer to a first GET /connections."""
+        env = function_env(runtime, proxy, table, key, name)
+        inits, firsts = [], []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            process, init = start(args.bin_dir, name, env, runtime, argv)
+            answer, _ = runtime.invoke(event_for(listing))
+            firsts.append(time.perf_counter() - started)
+            inits.append(init)
+            stop(process, runtime)
+            if answer.get("statusCode") != 200:
+                raise RuntimeError(f"{name} answered {answer}")
+        return median_ms(inits), median_ms(firsts)
+
+    peer_figures = {peer: first_response(peer, argv) for peer, argv in peers.commands(ROOT).items()}
+    rust_list = first_response("list")
+    for peer, (init, first) in peer_figures.items():
+        print(f"   {peer:<11} init {init:7.1f} ms   spawn to first response (GET /connections) {first:7.1f} ms")
+    print(f"   {'list':<11} init {rust_list[0]:7.1f} ms   spawn to first response (GET /connections) {rust_list[1]:7.1f} ms")
+    print("   ratios (Rust / peer; init for every function, first response for list, which does the peers' work):")
+    for peer, (init, first) in peer_figures.items():
+        inits_vs = ", ".join(f"{name} {inits[name] / init:.3f}" for name in STARTING)
+        print(f"   vs {peer:<8} init: {inits_vs}")
+        print(f"   vs {peer:<8} spawn to first response: list {rust_list[1] / first:.3f}")
+    proxy.take()
+
     print(f"\n== Warm requests, median of {args.requests}, backends on loopback (moto behind a counting proxy; Bitbucket answers after {VERIFY_DELAY * 1000:.0f} ms)")
 
     # One function process at a time, so the one Runtime API hands each its own events.
@@ -370,7 +410,7 @@ def main():
         detail = ", ".join(f"{k.split('.')[-1]} {v / n:g}" for k, v in sorted(counts.items()))
         return ddb, kms, detail
 
-    print(f"   {'route':<26} {'median':>9} {'in AWS':>9}  {'DynamoDB':>8} {'KMS':>4}  calls per request")
+    print(f"   {'route':<26} {'median':>9} {'first':>9} {'in AWS':>9}  {'DynamoDB':>8} {'KMS':>4}  calls per request")
     for label, times, counts, durations in [
         ("POST /connections (add)", add_times, add_counts, add_durations),
         ("GET /connections (list)", list_times, list_counts, list_durations),
@@ -380,8 +420,9 @@ def main():
     ]:
         ddb, kms, detail = calls(counts)
         in_aws = sum(sum(v) for v in durations.values()) / n * 1000
-        print(f"   {label:<26} {median_ms(times):6.2f} ms {in_aws:6.2f} ms  {ddb:8g} {kms:4g}  {detail}")
-    print("   ('in AWS' is the mean time spent in the emulator per request, through the proxy; add also waits for Bitbucket)")
+        print(f"   {label:<26} {median_ms(times):6.2f} ms {times[0] * 1000:6.2f} ms {in_aws:6.2f} ms  {ddb:8g} {kms:4g}  {detail}")
+    print("   ('first' is the first request after start-up, connection set-up included; 'in AWS' is the mean time")
+    print("   spent in the emulator per request, through the proxy; add also waits for Bitbucket)")
 
     print("   peak RSS: " + ", ".join(f"{name} {peaks[name]:.1f} MB" for name in FUNCTIONS))
 

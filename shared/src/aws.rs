@@ -18,6 +18,7 @@ pub const MAX_ATTEMPTS: u32 = 3;
 /// Region, credentials and endpoint as the standard chain finds them
 /// (`AWS_REGION`, `AWS_ENDPOINT_URL*`, the Lambda role's keys, a profile).
 pub async fn sdk_config() -> SdkConfig {
+    crate::partition::prepare(|name| std::env::var(name).ok().filter(|value| !value.is_empty()));
     let loader = loader();
     match environment_identity(|name| std::env::var(name).ok()) {
         Some((region, credentials)) => loader.region(region).credentials_provider(credentials),

@@ -12,6 +12,7 @@ pub mod events;
 pub mod handlers;
 pub mod http;
 pub mod input;
+pub mod partition;
 pub mod problem;
 pub mod runtime;
 pub mod seal;

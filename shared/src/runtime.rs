@@ -32,18 +32,17 @@ const HELD_AT_INFO: &[&str] = &[
 /// directives), with the leaky targets capped. A target filter rather than
 /// `EnvFilter`: no regular-expression engine in the binary or at start.
 pub fn log_filter(requested: &str) -> Targets {
-    let mut directives: Vec<String> = requested
+    let directives: Vec<String> = requested
         .split(',')
         .map(str::trim)
         .filter(|d| !d.is_empty() && !HELD_AT_INFO.iter().any(|t| d.starts_with(t)))
         .map(|d| if d.eq_ignore_ascii_case("trace") { "debug".to_owned() } else { d.to_owned() })
         .collect();
-    if directives.is_empty() {
-        directives.push("info".into());
-    }
-    directives.extend(HELD_AT_INFO.iter().map(|t| format!("{t}=info")));
-    let capped = || Targets::new().with_default(LevelFilter::INFO);
-    directives.join(",").parse().unwrap_or_else(|_| capped())
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    // Built, not parsed, in the usual case: formatting and parsing a dozen
+    // directives was 30 k instructions of every cold start.
+    let asked = if directives.is_empty() { info() } else { directives.join(",").parse().unwrap_or_else(|_| info()) };
+    asked.with_targets(HELD_AT_INFO.iter().map(|target| (*target, LevelFilter::INFO)))
 }
 
 /// JSON lines on stdout, which Lambda ships to CloudWatch.

@@ -3,32 +3,35 @@
 //! signs the user in (OpenID Connect, when configured) and calls the API with a token.
 //!
 //! The files are embedded at build time, each with a strong `ETag` (a hash of its
-//! bytes, computed once per process), so a repeat load is a 304 without a body.
+//! bytes, computed by build.rs), so a repeat load is a 304 without a body.
 
 use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use sha2::{Digest, Sha256};
 
-/// The page's files as the browser asks for them. `/` is `index.html`.
-const FILES: &[(&str, &str, &str)] = &[
-    ("/", "text/html; charset=utf-8", include_str!("../../../web/index.html")),
-    ("/app.js", "text/javascript; charset=utf-8", include_str!("../../../web/app.js")),
-    ("/api.js", "text/javascript; charset=utf-8", include_str!("../../../web/api.js")),
-    ("/auth.js", "text/javascript; charset=utf-8", include_str!("../../../web/auth.js")),
-    ("/kinds.js", "text/javascript; charset=utf-8", include_str!("../../../web/kinds.js")),
-    ("/style.css", "text/css; charset=utf-8", include_str!("../../../web/style.css")),
+/// The page's files as the browser asks for them: path, file in `web/`, type, bytes.
+/// `/` is `index.html`.
+const FILES: &[(&str, &str, &str, &str)] = &[
+    ("/", "index.html", "text/html; charset=utf-8", include_str!("../../../web/index.html")),
+    ("/app.js", "app.js", "text/javascript; charset=utf-8", include_str!("../../../web/app.js")),
+    ("/api.js", "api.js", "text/javascript; charset=utf-8", include_str!("../../../web/api.js")),
+    ("/auth.js", "auth.js", "text/javascript; charset=utf-8", include_str!("../../../web/auth.js")),
+    ("/kinds.js", "kinds.js", "text/javascript; charset=utf-8", include_str!("../../../web/kinds.js")),
+    ("/style.css", "style.css", "text/css; charset=utf-8", include_str!("../../../web/style.css")),
 ];
+
+include!(concat!(env!("OUT_DIR"), "/web_etags.rs"));
 
 pub const CONFIG_PATH: &str = "/config.json";
 
 /// Every path the function answers with 200: the files and `/config.json`.
 pub fn paths() -> Vec<&'static str> {
-    FILES.iter().map(|(path, _, _)| *path).chain([CONFIG_PATH]).collect()
+    FILES.iter().map(|(path, ..)| *path).chain([CONFIG_PATH]).collect()
 }
 
 /// The sum of the embedded files' sizes, in bytes (the page's whole weight).
 pub fn page_bytes() -> usize {
-    FILES.iter().map(|(_, _, text)| text.len()).sum()
+    FILES.iter().map(|(.., text)| text.len()).sum()
 }
 
 /// Sign-in for the deployed page: the identity provider's issuer and this page's client id.
@@ -108,10 +111,22 @@ struct Asset {
 
 impl Asset {
     fn new(path: &'static str, content_type: &'static str, body: String) -> Self {
-        let digest = Sha256::digest(body.as_bytes());
-        let etag = format!("\"{}\"", digest[..16].iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let etag = strong_etag(&body);
         Self { path, content_type, body, etag }
     }
+
+    fn embedded((path, file, content_type, body): &(&'static str, &str, &'static str, &str)) -> Self {
+        match ETAGS.iter().find(|(name, _)| name == file) {
+            Some((_, etag)) => Self { path, content_type, body: (*body).to_owned(), etag: (*etag).to_owned() },
+            None => Self::new(path, content_type, (*body).to_owned()),
+        }
+    }
+}
+
+/// The first 128 bits of the SHA-256 of the bytes, in hex, quoted.
+fn strong_etag(body: &str) -> String {
+    let digest = Sha256::digest(body.as_bytes());
+    format!("\"{}\"", digest[..16].iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 pub struct WebHandler {
@@ -121,8 +136,7 @@ pub struct WebHandler {
 
 impl WebHandler {
     pub fn new(config: &WebConfig) -> Self {
-        let mut assets: Vec<Asset> =
-            FILES.iter().map(|(path, content_type, text)| Asset::new(path, content_type, (*text).to_owned())).collect();
+        let mut assets: Vec<Asset> = FILES.iter().map(Asset::embedded).collect();
         let oidc = config
             .oidc
             .as_ref()
@@ -259,6 +273,15 @@ mod tests {
             assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         }
         assert!(text(&get(&handler, "/", None)).contains("<!doctype html>"));
+    }
+
+    #[test]
+    fn every_file_has_the_etag_of_its_bytes_as_built() {
+        let handler = WebHandler::new(&WebConfig::default());
+        for (path, file, _, body) in FILES {
+            assert!(ETAGS.iter().any(|(name, _)| name == file), "build.rs hashed {file}");
+            assert_eq!(get(&handler, path, None).headers()[header::ETAG], strong_etag(body).as_str(), "{path}");
+        }
     }
 
     #[test]

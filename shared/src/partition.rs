@@ -1,0 +1,164 @@
+//! The deployment's AWS partition, handed to the SDK as a one-partition file.
+//!
+//! Every AWS SDK crate parses its built-in table of all partitions (JSON, with a
+//! regular expression per partition) when its first client is built: 0.42 M
+//! instructions per crate, 30% of a function's start-up. The generated resolver reads
+//! `SMITHY_CLIENT_SDK_CUSTOM_PARTITION` (a file path) instead when it is set. The
+//! template sets it, with `CONNECTIONS_AWS_PARTITION` = `AWS::Partition`, only for the
+//! partitions below; this module writes that partition's entry to the file before the
+//! first client is built. Outside such a deployment nothing is written or changed.
+//!
+//! The entries are the SDK's own (its `partitions.json` 1.1) without the lists of
+//! region names, which carry only descriptions: a region resolves through its
+//! partition's `regionRegex` to the same endpoints (pinned by tests/partition.rs).
+
+use std::sync::Once;
+
+/// The variable the AWS SDK's generated endpoint resolver reads.
+pub const SDK_VARIABLE: &str = "SMITHY_CLIENT_SDK_CUSTOM_PARTITION";
+/// The partition the stack is deployed in (`AWS::Partition`).
+pub const PARTITION_VARIABLE: &str = "CONNECTIONS_AWS_PARTITION";
+
+struct Partition {
+    id: &'static str,
+    dns_suffix: &'static str,
+    dual_stack_dns_suffix: &'static str,
+    implicit_global_region: &'static str,
+    region_regex: &'static str,
+}
+
+const PARTITIONS: &[Partition] = &[
+    Partition {
+        id: "aws",
+        dns_suffix: "amazonaws.com",
+        dual_stack_dns_suffix: "api.aws",
+        implicit_global_region: "us-east-1",
+        region_regex: r"^(us|eu|ap|sa|ca|me|af|il|mx)\-\w+\-\d+$",
+    },
+    Partition {
+        id: "aws-cn",
+        dns_suffix: "amazonaws.com.cn",
+        dual_stack_dns_suffix: "api.amazonwebservices.com.cn",
+        implicit_global_region: "cn-northwest-1",
+        region_regex: r"^cn\-\w+\-\d+$",
+    },
+    Partition {
+        id: "aws-eusc",
+        dns_suffix: "amazonaws.eu",
+        dual_stack_dns_suffix: "api.amazonwebservices.eu",
+        implicit_global_region: "eusc-de-east-1",
+        region_regex: r"^eusc\-(de)\-\w+\-\d+$",
+    },
+    Partition {
+        id: "aws-iso",
+        dns_suffix: "c2s.ic.gov",
+        dual_stack_dns_suffix: "api.aws.ic.gov",
+        implicit_global_region: "us-iso-east-1",
+        region_regex: r"^us\-iso\-\w+\-\d+$",
+    },
+    Partition {
+        id: "aws-iso-b",
+        dns_suffix: "sc2s.sgov.gov",
+        dual_stack_dns_suffix: "api.aws.scloud",
+        implicit_global_region: "us-isob-east-1",
+        region_regex: r"^us\-isob\-\w+\-\d+$",
+    },
+    Partition {
+        id: "aws-iso-e",
+        dns_suffix: "cloud.adc-e.uk",
+        dual_stack_dns_suffix: "api.cloud-aws.adc-e.uk",
+        implicit_global_region: "eu-isoe-west-1",
+        region_regex: r"^eu\-isoe\-\w+\-\d+$",
+    },
+    Partition {
+        id: "aws-iso-f",
+        dns_suffix: "csp.hci.ic.gov",
+        dual_stack_dns_suffix: "api.aws.hci.ic.gov",
+        implicit_global_region: "us-isof-south-1",
+        region_regex: r"^us\-isof\-\w+\-\d+$",
+    },
+    Partition {
+        id: "aws-us-gov",
+        dns_suffix: "amazonaws.com",
+        dual_stack_dns_suffix: "api.aws",
+        implicit_global_region: "us-gov-west-1",
+        region_regex: r"^us\-gov\-\w+\-\d+$",
+    },
+];
+
+/// The partition ids this module knows (the template's condition lists the same).
+pub fn known() -> impl Iterator<Item = &'static str> {
+    PARTITIONS.iter().map(|p| p.id)
+}
+
+/// The SDK's partition file holding only partition `id`, or `None` for an id not known.
+pub fn file_for(id: &str) -> Option<String> {
+    let p = PARTITIONS.iter().find(|p| p.id == id)?;
+    let entry = serde_json::json!({
+        "id": p.id,
+        "outputs": {
+            "dnsSuffix": p.dns_suffix,
+            "dualStackDnsSuffix": p.dual_stack_dns_suffix,
+            "implicitGlobalRegion": p.implicit_global_region,
+            "name": p.id,
+            "supportsDualStack": true,
+            "supportsFIPS": true,
+        },
+        "regionRegex": p.region_regex,
+        "regions": {},
+    });
+    Some(serde_json::json!({"partitions": [entry], "version": "1.1"}).to_string())
+}
+
+/// Writes the deployment's partition to the file the SDK will read, once per
+/// process, before the first client is built. Does nothing unless both variables
+/// are set (as the template sets them); an unknown partition or a failed write is
+/// logged, and the SDK then reports the missing file itself.
+pub fn prepare(lookup: impl Fn(&str) -> Option<String>) {
+    static DONE: Once = Once::new();
+    let (Some(path), Some(id)) = (lookup(SDK_VARIABLE), lookup(PARTITION_VARIABLE)) else {
+        return;
+    };
+    DONE.call_once(|| match file_for(&id) {
+        Some(file) => {
+            if let Err(error) = std::fs::write(&path, file) {
+                tracing::error!(%error, path, "could not write the AWS partition file");
+            }
+        }
+        None => {
+            tracing::error!(partition = id, "unknown AWS partition; the template should not have set {SDK_VARIABLE}")
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_known_partition_has_a_one_entry_file_and_others_none() {
+        for id in known() {
+            let file: serde_json::Value = serde_json::from_str(&file_for(id).unwrap()).unwrap();
+            assert_eq!(file["partitions"].as_array().unwrap().len(), 1);
+            assert_eq!(file["partitions"][0]["id"], id);
+            assert_eq!(file["partitions"][0]["outputs"]["name"], id);
+        }
+        assert_eq!(known().count(), 8);
+        assert!(file_for("aws-new").is_none());
+    }
+
+    #[test]
+    fn the_file_is_written_only_when_the_deployment_names_its_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("partition.json");
+        let path_text = path.to_string_lossy().into_owned();
+        prepare(|name| (name == SDK_VARIABLE).then(|| path_text.clone()));
+        assert!(!path.exists(), "no partition named: the SDK's own table is used");
+        prepare(|name| match name {
+            SDK_VARIABLE => Some(path_text.clone()),
+            PARTITION_VARIABLE => Some("aws-cn".into()),
+            _ => None,
+        });
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), file_for("aws-cn").unwrap());
+    }
+}
