@@ -1,10 +1,12 @@
-"""Benchmark harness for the four functions, run by scripts/bench.
+"""Benchmark harness for the functions, run by scripts/bench.
 
 It provides what Lambda would: a Runtime API on loopback that hands events to a
 function process and takes its answers; in front of the AWS emulator a proxy that
 counts DynamoDB and KMS calls (by X-Amz-Target) and times them; and a fake
 Bitbucket whose /2.0/user answers after a fixed delay, to show that verification
-and encryption overlap. Standard library only.
+and encryption overlap. The functions get the environment the template gives them
+(including the one-partition file, shared/src/partition.rs), and the peers in
+bench/peers (scripts/lib/peers.py) the same. Standard library only.
 
 Usage: python lambda_bench.py --bin-dir DIR --moto URL [--runs 7] [--requests 20]
 """
