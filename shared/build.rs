@@ -10,9 +10,12 @@ use sha2::{Digest, Sha256};
 fn main() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
     println!("cargo:rerun-if-changed={}", web.display());
+    // Regular files only: a directory or an editor's vanishing swap file is not served.
     let mut names: Vec<String> = std::fs::read_dir(&web)
         .expect("the web/ directory beside shared/")
-        .map(|entry| entry.expect("a readable web/ entry").file_name().to_string_lossy().into_owned())
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     let mut table = String::from("/// `(file name, strong ETag)` of each file in `web/`, written by build.rs.\n");
@@ -20,7 +23,8 @@ fn main() {
     for name in names {
         let path = web.join(&name);
         println!("cargo:rerun-if-changed={}", path.display());
-        let digest = Sha256::digest(std::fs::read(&path).expect("a readable web/ file"));
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let digest = Sha256::digest(bytes);
         let hex = digest[..16].iter().fold(String::new(), |mut hex, byte| {
             let _ = write!(hex, "{byte:02x}");
             hex

@@ -1,7 +1,7 @@
 """The list function's peers in Python (boto3) and Node.js (AWS SDK v3), for scripts/bench.
 
 bench/peers/ holds GET /connections as a team would otherwise write it in either
-language: a custom-runtime bootstrap that creates its DynamoDB and KMS clients at
+language: a custom-runtime bootstrap that creates its DynamoDB client at
 start-up and runs the same Query as the Rust list. Both read what the Rust
 functions read from the environment (AWS_LAMBDA_RUNTIME_API, AWS_REGION,
 AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, CONNECTIONS_TABLE), so

@@ -93,36 +93,60 @@ pub fn known() -> impl Iterator<Item = &'static str> {
 
 /// The SDK's partition file holding only partition `id`, or `None` for an id not known.
 pub fn file_for(id: &str) -> Option<String> {
-    let p = PARTITIONS.iter().find(|p| p.id == id)?;
+    PARTITIONS.iter().find(|p| p.id == id).map(|p| file_of(std::slice::from_ref(p)))
+}
+
+/// Every known partition: what is written when the deployment's is not known, so
+/// the file the SDK insists on reading always exists and always resolves (a region
+/// matching none of them falls back to `aws`, as with the SDK's own table).
+pub fn file_for_all() -> String {
+    file_of(PARTITIONS)
+}
+
+fn file_of(partitions: &[Partition]) -> String {
     // Formatted rather than built as a JSON value (50 k instructions at start-up);
     // the ids and suffixes need no escaping, the regular expression's backslashes do.
-    let regex = p.region_regex.replace('\\', "\\\\");
-    Some(format!(
-        r#"{{"partitions":[{{"id":"{id}","outputs":{{"dnsSuffix":"{dns}","dualStackDnsSuffix":"{dual}","implicitGlobalRegion":"{global}","name":"{id}","supportsDualStack":true,"supportsFIPS":true}},"regionRegex":"{regex}","regions":{{}}}}],"version":"1.1"}}"#,
-        id = p.id,
-        dns = p.dns_suffix,
-        dual = p.dual_stack_dns_suffix,
-        global = p.implicit_global_region,
-    ))
+    let entries: Vec<String> = partitions
+        .iter()
+        .map(|p| {
+            format!(
+                r#"{{"id":"{id}","outputs":{{"dnsSuffix":"{dns}","dualStackDnsSuffix":"{dual}","implicitGlobalRegion":"{global}","name":"{id}","supportsDualStack":true,"supportsFIPS":true}},"regionRegex":"{regex}","regions":{{}}}}"#,
+                id = p.id,
+                dns = p.dns_suffix,
+                dual = p.dual_stack_dns_suffix,
+                global = p.implicit_global_region,
+                regex = p.region_regex.replace('\\', "\\\\"),
+            )
+        })
+        .collect();
+    format!(r#"{{"partitions":[{}],"version":"1.1"}}"#, entries.join(","))
 }
 
 /// Writes the deployment's partition to the file the SDK will read, once per
-/// process, before the first client is built. Does nothing unless both variables
-/// are set (as the template sets them); an unknown partition or a failed write is
-/// logged, and the SDK then reports the missing file itself.
+/// process, before the first client is built. Does nothing unless
+/// `SMITHY_CLIENT_SDK_CUSTOM_PARTITION` is set (as the template sets it): the SDK
+/// then panics at its first client if the file is missing, so with the partition
+/// unnamed or unknown every known partition is written instead; only a failed
+/// write (an unwritable path) is left for the SDK to report.
 pub fn prepare(lookup: impl Fn(&str) -> Option<String>) {
     static DONE: Once = Once::new();
-    let (Some(path), Some(id)) = (lookup(SDK_VARIABLE), lookup(PARTITION_VARIABLE)) else {
+    let Some(path) = lookup(SDK_VARIABLE) else {
         return;
     };
-    DONE.call_once(|| match file_for(&id) {
-        Some(file) => {
-            if let Err(error) = std::fs::write(&path, file) {
-                tracing::error!(%error, path, "could not write the AWS partition file");
+    DONE.call_once(|| {
+        let named = lookup(PARTITION_VARIABLE);
+        let file = match named.as_deref().and_then(file_for) {
+            Some(file) => file,
+            None => {
+                tracing::warn!(
+                    partition = named.as_deref().unwrap_or(""),
+                    "AWS partition not named or not known; writing every partition"
+                );
+                file_for_all()
             }
-        }
-        None => {
-            tracing::error!(partition = id, "unknown AWS partition; the template should not have set {SDK_VARIABLE}")
+        };
+        if let Err(error) = std::fs::write(&path, file) {
+            tracing::error!(%error, path, "could not write the AWS partition file");
         }
     });
 }
@@ -143,20 +167,20 @@ mod tests {
         }
         assert_eq!(known().count(), 8);
         assert!(file_for("aws-new").is_none());
+        let all: serde_json::Value = serde_json::from_str(&file_for_all()).unwrap();
+        let ids: Vec<_> = all["partitions"].as_array().unwrap().iter().map(|p| p["id"].clone()).collect();
+        assert_eq!(ids, known().collect::<Vec<_>>());
     }
 
     #[test]
-    fn the_file_is_written_only_when_the_deployment_names_its_partition() {
+    fn the_file_is_written_only_when_the_sdk_is_told_to_read_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("partition.json");
         let path_text = path.to_string_lossy().into_owned();
+        prepare(|name| (name == PARTITION_VARIABLE).then(|| "aws".to_owned()));
+        assert!(!path.exists(), "without the SDK's variable the SDK's own table is used");
+        // The partition unnamed: every partition, so the SDK never finds the file missing.
         prepare(|name| (name == SDK_VARIABLE).then(|| path_text.clone()));
-        assert!(!path.exists(), "no partition named: the SDK's own table is used");
-        prepare(|name| match name {
-            SDK_VARIABLE => Some(path_text.clone()),
-            PARTITION_VARIABLE => Some("aws-cn".into()),
-            _ => None,
-        });
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), file_for("aws-cn").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), file_for_all());
     }
 }

@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use connections::partition::{SDK_VARIABLE, file_for, known};
+use connections::partition::{SDK_VARIABLE, file_for, file_for_all, known};
 
 const CHILD: &str = "PARTITION_TEST_CHILD";
 
-/// Regions of each partition: every region the SDK lists (2026-11), outside `aws`
-/// a sample of the commercial ones, by prefix.
+/// Regions of each partition: outside `aws` every region the SDK lists (2026-11),
+/// in `aws` a sample of 21 of its 34, one or more per prefix.
 const REGIONS: &[(&str, &[&str])] = &[
     (
         "aws",
@@ -108,9 +108,12 @@ async fn one_partition_files_resolve_as_the_built_in_table() {
         std::fs::write(&path, file_for(id).unwrap()).unwrap();
         let pinned = in_child(Some(&path));
         if *id == "aws" {
-            // Proof that the SDK reads the file: a region of another partition now falls back to aws.
-            let key = "dynamodb cn-north-1 false false";
-            assert_eq!(pinned[key], "https://dynamodb.cn-north-1.amazonaws.com", "{key}");
+            // Proof that each SDK crate reads the file: a region of another partition now falls back to aws.
+            for service in ["dynamodb", "kms", "events"] {
+                let crate_name = if service == "events" { "eventbridge" } else { service };
+                let key = format!("{crate_name} cn-north-1 false false");
+                assert_eq!(pinned[&key], format!("https://{service}.cn-north-1.amazonaws.com"), "{key}");
+            }
         }
         for (key, url) in &pinned {
             let region = key.split(' ').nth(1).unwrap();
@@ -119,6 +122,10 @@ async fn one_partition_files_resolve_as_the_built_in_table() {
             }
         }
     }
+    // What is written when the deployment's partition is not known: every region as built in.
+    let path = dir.path().join("all.json");
+    std::fs::write(&path, file_for_all()).unwrap();
+    assert_eq!(in_child(Some(&path)), built_in);
 }
 
 #[test]

@@ -118,14 +118,15 @@ impl Env {
     }
 }
 
-/// Stale at once; what is put back is due again two seconds later.
+/// Stale at once; what is put back is due again five seconds later.
 fn immediately() -> RecheckSettings {
     RecheckSettings { interval: Duration::ZERO, retry_after: RETRY, ..RecheckSettings::default() }
 }
 
-const RETRY: Duration = Duration::from_secs(2);
+/// Long enough that a slow emulator cannot let an immediate second run reach it.
+const RETRY: Duration = Duration::from_secs(5);
 /// Surely past a retry, whatever fraction of a second the run started at.
-const PAST_RETRY: Duration = Duration::from_millis(3100);
+const PAST_RETRY: Duration = Duration::from_millis(6100);
 
 fn token(fake: &FakeBitbucket, name: &str) -> Value {
     json!({"name": name, "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN})

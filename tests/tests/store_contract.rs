@@ -8,7 +8,7 @@ use connections::domain::{
     Account, Connection, ConnectionId, CredentialType, NewConnection, Owner, Provider, Status, now,
 };
 use connections::seal::Sealed;
-use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore, Expected, StoreError};
+use connections::store::{Announced, ConnectionStore, DueAt, DynamoStore, EmbeddedStore, Expected, StoreError};
 use connections::verify::Verification;
 
 type Store = Arc<dyn ConnectionStore>;
@@ -211,6 +211,56 @@ async fn a_connection_without_account_or_expiry_round_trips(store: Store) {
     assert_eq!(store.list(&alice, 10, None).await.unwrap().items, vec![c]);
 }
 
+/// Later than any `due_at` the tests write: every due connection.
+const FAR: i64 = 4_000_000_000;
+
+async fn due_ids(store: &Store) -> Vec<(String, Status)> {
+    let page = store.due(FAR, 50, None).await.unwrap();
+    page.items.into_iter().map(|due| (due.connection.id, due.notified)).collect()
+}
+
+async fn announcing_schedules_only_a_connection_nobody_changed(store: Store) {
+    let alice = owner("alice");
+    let quiet = connection("Quiet");
+    let edited = connection("Edited");
+    for c in [&quiet, &edited] {
+        store.create(&alice, c, &sealed(1), 100, None).await.unwrap();
+    }
+    assert_eq!(due_ids(&store).await.len(), 2, "a new connection is due at once");
+    let mut checked = Vec::new();
+    for c in [&quiet, &edited] {
+        let mut next = bumped(c);
+        next.status = Status::Invalid;
+        store.record_check(&alice, c, &next, Status::Verified, DueAt::At(1_000)).await.unwrap();
+        checked.push(next);
+    }
+    // A user edit between the check and its announcement.
+    let mut renamed = bumped(&checked[1]);
+    renamed.name = "Edited again".into();
+    store.update(&alice, &checked[1], &renamed, None).await.unwrap();
+
+    fn announce(c: &Connection, from: Status) -> Announced<'_> {
+        Announced { id: &c.id, from, to: Status::Invalid, version: c.version, then: DueAt::Never }
+    }
+    assert_eq!(
+        store.mark_announced(&alice, announce(&checked[0], Status::Expiring)).await,
+        Err(StoreError::VersionMismatch),
+        "only the change from the status last announced is recorded"
+    );
+    store.mark_announced(&alice, announce(&checked[0], Status::Verified)).await.unwrap();
+    store.mark_announced(&alice, announce(&checked[1], Status::Verified)).await.unwrap();
+    assert_eq!(
+        due_ids(&store).await,
+        vec![(edited.id.clone(), Status::Invalid)],
+        "the untouched one leaves the index; the edited one stays due, its announcement recorded"
+    );
+    assert_eq!(
+        store.mark_announced(&alice, announce(&checked[1], Status::Verified)).await,
+        Err(StoreError::VersionMismatch),
+        "announced once"
+    );
+}
+
 macro_rules! contract {
     ($adapter:ident) => {
         mod $adapter {
@@ -253,6 +303,11 @@ macro_rules! contract {
             async fn a_connection_without_account_or_expiry_round_trips() {
                 let (store, _dir) = super::$adapter().await;
                 super::a_connection_without_account_or_expiry_round_trips(store).await;
+            }
+            #[tokio::test]
+            async fn announcing_schedules_only_a_connection_nobody_changed() {
+                let (store, _dir) = super::$adapter().await;
+                super::announcing_schedules_only_a_connection_nobody_changed(store).await;
             }
             #[tokio::test]
             async fn deletes_are_final_and_conditional() {

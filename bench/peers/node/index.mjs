@@ -1,8 +1,8 @@
 // The Node.js peer of the `list` function's GET /connections, for scripts/bench.
 //
 // A Lambda custom-runtime loop (Runtime API 2018-06-01) written as a team would
-// write it with the AWS SDK for JavaScript v3: both clients are created at
-// start-up (as the Rust `add` and `list` do), then each event runs the same Query
+// write it with the AWS SDK for JavaScript v3: its DynamoDB client is created at
+// start-up (as the Rust `list` does; it holds no KMS client), then each event runs the same Query
 // as the Rust DynamoStore::list: `#pk = :pk AND begins_with(#sk, :prefix)` with
 // :pk = "USER#<sub>" and :prefix = "CONN#", projecting only the public fields.
 //
@@ -12,7 +12,6 @@
 
 import http from "node:http";
 import { DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
-import { KMSClient } from "@aws-sdk/client-kms";
 
 const [HOST, PORT] = process.env.AWS_LAMBDA_RUNTIME_API.split(":");
 const BASE = "/2018-06-01/runtime";
@@ -29,10 +28,8 @@ NAMES["#pk"] = "pk";
 NAMES["#sk"] = "sk";
 const PROJECTION = PUBLIC_FIELDS.map((_, i) => `#p${i}`).join(", ");
 
-// Start-up work, as in the Rust functions: both clients before the first /next.
+// Start-up work, as in the Rust list: the DynamoDB client before the first /next.
 const dynamodb = new DynamoDBClient({});
-// eslint-disable-next-line no-unused-vars
-const kms = new KMSClient({});
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
 // AttributeValue -> plain JSON (what @aws-sdk/util-dynamodb's unmarshall does).

@@ -205,8 +205,9 @@ impl RecheckHandler {
             then: schedule(&next, interval, now),
         };
         if let Err(error) = self.store.mark_announced(&due.owner, announced).await {
-            // Published but not marked: the next run publishes again (at least once).
-            tracing::warn!(error = %error, connection_id = %next.id, "event published but not marked announced");
+            // Either a retried write whose first attempt landed, another run that got there
+            // first, or a failure: in the last case a later run publishes again (at least once).
+            tracing::warn!(error = %error, connection_id = %next.id, "event published; announcement not recorded by this write");
         }
         (outcome, 1)
     }
