@@ -436,15 +436,13 @@ fn status_value(status: Status) -> AttributeValue {
 
 /// The sparse index's attributes: present only while the item is due.
 fn due_attributes(due: DueAt) -> Vec<(String, AttributeValue)> {
-    let at = match due {
-        DueAt::Now => now_seconds(),
-        DueAt::At(at) => at,
-        DueAt::Never => return Vec::new(),
-    };
-    vec![
-        (DUE_SHARD.to_owned(), AttributeValue::S(DUE_SHARD_VALUE.to_owned())),
-        (DUE_AT.to_owned(), AttributeValue::N(at.to_string())),
-    ]
+    match due.second(now_seconds()) {
+        Some(at) => vec![
+            (DUE_SHARD.to_owned(), AttributeValue::S(DUE_SHARD_VALUE.to_owned())),
+            (DUE_AT.to_owned(), AttributeValue::N(at.to_string())),
+        ],
+        None => Vec::new(),
+    }
 }
 
 fn due_from(mut item: Item) -> Result<Due, StoreError> {
@@ -767,18 +765,17 @@ impl ConnectionStore for DynamoStore {
                 .expression_attribute_values(":from", status_value(announced.from))
         };
         // Unchanged since the check: the schedule moves on with the announcement.
-        let due = due_attributes(announced.then);
         let reschedule = base("attribute_exists(pk) AND #n = :from AND #v = :version")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":version", AttributeValue::N(announced.version.to_string()))
             .expression_attribute_names("#s", DUE_SHARD)
             .expression_attribute_names("#a", DUE_AT);
-        let reschedule = match due.as_slice() {
-            [(_, shard), (_, at)] => reschedule
+        let reschedule = match announced.then.second(now_seconds()) {
+            Some(at) => reschedule
                 .update_expression("SET #n = :to, #s = :shard, #a = :at")
-                .expression_attribute_values(":shard", shard.clone())
-                .expression_attribute_values(":at", at.clone()),
-            _ => reschedule.update_expression("SET #n = :to REMOVE #s, #a"),
+                .expression_attribute_values(":shard", AttributeValue::S(DUE_SHARD_VALUE.to_owned()))
+                .expression_attribute_values(":at", AttributeValue::N(at.to_string())),
+            None => reschedule.update_expression("SET #n = :to REMOVE #s, #a"),
         };
         match self.update_one(reschedule.build().map_err(unavailable)?).await {
             Err(StoreError::VersionMismatch) => {}

@@ -116,11 +116,7 @@ fn now_seconds() -> i64 {
 }
 
 fn due_seconds(due: DueAt) -> Option<i64> {
-    match due {
-        DueAt::Now => Some(now_seconds()),
-        DueAt::At(at) => Some(at),
-        DueAt::Never => None,
-    }
+    due.second(now_seconds())
 }
 
 fn status_text(status: Status) -> String {

@@ -85,6 +85,17 @@ pub enum DueAt {
     Never,
 }
 
+impl DueAt {
+    /// The Unix second it names, given the current one; `None` for never.
+    pub fn second(self, now: i64) -> Option<i64> {
+        match self {
+            DueAt::Now => Some(now),
+            DueAt::At(at) => Some(at),
+            DueAt::Never => None,
+        }
+    }
+}
+
 /// A status change the recheck function announced, and when to look next.
 #[derive(Debug, Clone, Copy)]
 pub struct Announced<'a> {
