@@ -463,15 +463,24 @@ function askDelete() {
   confirm.showModal();
 }
 
+/** Drops a connection that is gone from the list already drawn, so the list never
+ *  shows it again while it reloads. */
+function forget(id) {
+  state.connections = state.connections.filter((c) => c.id !== id);
+  state.lastId = null;
+  renderList();
+}
+
 async function deleteCurrent() {
   const c = state.current;
   try {
     await call('DELETE', connectionPath(c.id), { etag: state.etag });
+    forget(c.id);
     announce(`Deleted “${c.name}”.`);
-    state.lastId = null;
     location.hash = '#/';
   } catch (problem) {
     if (problem.status === 404) {
+      forget(c.id);
       announce(`“${c.name}” was already deleted.`);
       location.hash = '#/';
     } else if (problem.status !== 401) {

@@ -62,22 +62,44 @@ async fn the_settings_page_works_in_a_real_browser() {
         issuer_port.to_string(),
     ];
     // The fake Bitbucket runs on this runtime: wait for the browser on another thread.
-    let status = tokio::task::spawn_blocking(move || {
+    let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .current_dir(&root)
             .args(arguments)
             .env("FAKE_BITBUCKET", secrets.to_string())
             .env("CHROMIUM", CHROMIUM)
-            .status()
+            .stderr(std::process::Stdio::inherit())
+            .output()
             .expect("node must be installed")
     })
     .await
     .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    println!("{printed}");
     assert!(
-        status.success(),
-        "the browser tests failed (their output is above); screenshots in target/web-screenshots/"
+        output.status.success(),
+        "the browser tests failed; screenshots in target/web-screenshots/\n{}",
+        failures(&printed)
     );
     drop((watch, signed_in));
+}
+
+/// The `not ok` lines and their indented details: repeated in the panic message, so a
+/// CI log that keeps only its end still says which scenario failed and why.
+fn failures(printed: &str) -> String {
+    let mut kept = Vec::new();
+    let mut inside = false;
+    for line in printed.lines() {
+        if line.starts_with("not ok") {
+            inside = true;
+        } else if !line.starts_with("  ") {
+            inside = false;
+        }
+        if inside {
+            kept.push(line);
+        }
+    }
+    kept.join("\n")
 }
 
 /// The example events beside the web function (what `scripts/invoke web …` sends)

@@ -375,12 +375,25 @@ scenario('delete asks first, sends If-Match, and the row is gone', async () => {
   await page.click('#confirm-cancel');
   assert.equal(requests.filter((r) => r.method === 'DELETE').length, 0, 'cancel deletes nothing');
   await page.click('#delete');
+  // The list reloads slowly: the deleted row must not come back while it does.
+  let releaseList;
+  const listHeld = new Promise((resolve) => { releaseList = resolve; });
+  const listing = (url) => url.pathname === '/connections' && url.search !== '';
+  await page.route(listing, async (route) => {
+    await listHeld;
+    await route.continue();
+  });
   await page.click('#confirm-delete');
   await until(page, 'the list is back', () => !document.getElementById('list-view').hidden && document.getElementById('loading').hidden);
   await until(page, 'the deletion is announced', () => /Deleted “short-lived”/.test(document.getElementById('status').textContent));
+  assert.equal(await page.getAttribute('#connections', 'aria-busy'), 'true', 'the list is still reloading');
+  assert.equal(await page.locator('#connections li').count(), 0, 'the deleted row is gone before the list reloads');
+  releaseList();
+  await until(page, 'the list has reloaded', () => !document.getElementById('connections').hasAttribute('aria-busy'));
+  await page.unroute(listing);
   const del = requests.find((r) => r.method === 'DELETE');
   assert.match(del.headers['if-match'] || '', /^"\d+"$/, 'If-Match carries the ETag');
-  assert.equal(await page.locator('#connections li').count(), 0);
+  assert.equal(await page.locator('#connections li').count(), 0, 'the server no longer lists it');
   await collectViolations(page);
 });
 
