@@ -40,13 +40,42 @@ pub fn routed_functions() -> Vec<String> {
     functions
 }
 
+/// A `cargo` command without the variables cargo set for this test binary
+/// (`CARGO_MANIFEST_DIR=…/tests`, `CARGO_PKG_NAME=blackbox`, …). Build scripts such as
+/// ring's ask to rerun when those change, so inheriting them rebuilt ring, rustls and
+/// everything above them on every nested build and again on the next `cargo test`.
+pub fn cargo() -> Command {
+    let mut command = Command::new("cargo");
+    command.current_dir(repository_root());
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_for_tests = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+            || name.starts_with("CARGO_CFG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            );
+        if set_for_tests {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// `cargo lambda watch` builds each function with `cargo run --bin <fn>` and the
 /// features in the workspace's `lambda.watch` metadata (the embedded backend), a
 /// feature set that differs from the test build's. Building the routed binaries the
 /// same way up front keeps that compile out of request timeouts.
 pub fn build_functions() {
-    let mut command = Command::new("cargo");
-    command.current_dir(repository_root()).args(["build", "--features", "connections/embedded"]);
+    let mut command = cargo();
+    command.args(["build", "--features", "connections/embedded"]);
     for function in routed_functions() {
         command.args(["--bin", &function]);
     }
@@ -68,8 +97,7 @@ pub fn start_watch_with(data_dir: &Path, extra: &[(&str, &str)]) -> Watch {
         assert!(!value.contains(','), "cargo lambda splits --env-var at commas: {name}={value}");
         env.push_str(&format!(",{name}={value}"));
     }
-    let child = Command::new("cargo")
-        .current_dir(repository_root())
+    let child = cargo()
         .args([
             "lambda",
             "watch",

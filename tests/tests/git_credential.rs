@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use blackbox::fake_bitbucket::*;
-use blackbox::watch::{build_functions, client, repository_root, start_watch, wait_until_listening};
+use blackbox::watch::{build_functions, cargo, client, repository_root, start_watch, wait_until_listening};
 use serde_json::{Value, json};
 
 fn git(dir: &Path, args: &[&str]) -> Output {
@@ -58,8 +58,7 @@ fn redact(text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_gets_credentials_through_the_helper_and_clones() {
     build_functions();
-    let status = Command::new("cargo")
-        .current_dir(repository_root())
+    let status = cargo()
         .args(["build", "--features", "connections/embedded", "--bin", "credentials"])
         .args(["--bin", "git-credential-bitbucket-connections"])
         .status()
