@@ -16,8 +16,15 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Region, credentials and endpoint as the standard chain finds them
-/// (`AWS_REGION`, `AWS_ENDPOINT_URL*`, the Lambda role's keys, a profile).
+/// (`AWS_REGION`, `AWS_ENDPOINT_URL*`, the Lambda role's keys, a profile),
+/// loaded once per process: a function with several clients (recheck: DynamoDB,
+/// KMS, EventBridge) shares one configuration and one HTTP client.
 pub async fn sdk_config() -> SdkConfig {
+    static LOADED: tokio::sync::OnceCell<SdkConfig> = tokio::sync::OnceCell::const_new();
+    LOADED.get_or_init(load).await.clone()
+}
+
+async fn load() -> SdkConfig {
     crate::partition::prepare(|name| std::env::var(name).ok().filter(|value| !value.is_empty()));
     let loader = loader();
     match environment_identity(|name| std::env::var(name).ok()) {

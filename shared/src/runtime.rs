@@ -32,6 +32,14 @@ const HELD_AT_INFO: &[&str] = &[
 /// directives), with the leaky targets capped. A target filter rather than
 /// `EnvFilter`: no regular-expression engine in the binary or at start.
 pub fn log_filter(requested: &str) -> Targets {
+    // What deployments ask for (`info`, or nothing): a single level that needs no
+    // target held back, without parsing directives at every cold start.
+    let requested_level = if requested.trim().is_empty() { Ok(LevelFilter::INFO) } else { requested.trim().parse() };
+    if let Ok(level) = requested_level
+        && level <= LevelFilter::INFO
+    {
+        return Targets::new().with_default(level);
+    }
     let directives: Vec<String> = requested
         .split(',')
         .map(str::trim)
@@ -75,7 +83,7 @@ pub async fn events(config: &Config) -> Arc<dyn crate::events::Events> {
     match (&config.backend, &config.event_bus) {
         (Backend::Aws { .. }, Some(bus)) => {
             let sdk = crate::aws::sdk_config().await;
-            Arc::new(crate::events::EventBridgeEvents::new(aws_sdk_eventbridge::Client::new(&sdk), bus.clone()))
+            Arc::new(crate::events::EventBridgeEvents::lazy(sdk, bus.clone()))
         }
         _ => Arc::new(crate::events::LoggedEvents),
     }
@@ -145,5 +153,26 @@ mod tests {
         assert!(filter.contains("lambda_runtime=info"));
         assert!(filter.contains("my_crate=debug"));
         assert!(!filter.split(',').any(|d| d == "trace"));
+    }
+
+    #[test]
+    fn a_plain_level_up_to_info_filters_every_target_alike() {
+        use tracing::Level;
+        for (requested, enabled, disabled) in [
+            ("", Level::INFO, Level::DEBUG),
+            ("info", Level::INFO, Level::DEBUG),
+            (" WARN ", Level::WARN, Level::INFO),
+            ("error", Level::ERROR, Level::WARN),
+        ] {
+            let filter = log_filter(&requested.to_ascii_lowercase());
+            for target in ["connections", "lambda_runtime", "aws_sdk_kms", "reqwest"] {
+                assert!(filter.would_enable(target, &enabled), "{requested:?} enables {target} at {enabled}");
+                assert!(!filter.would_enable(target, &disabled), "{requested:?} holds {target} at {disabled}");
+            }
+        }
+        assert!(!log_filter("off").would_enable("connections", &Level::ERROR));
+        let debug = log_filter("debug");
+        assert!(debug.would_enable("connections", &Level::DEBUG));
+        assert!(!debug.would_enable("aws_sdk_kms", &Level::DEBUG), "a leaky target stays at info");
     }
 }
