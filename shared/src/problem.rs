@@ -26,36 +26,84 @@ impl FieldError {
 pub enum ApiError {
     Unauthenticated,
     NotFound,
-    MethodNotAllowed,
+    /// `allow`: the methods the resource has, for the `Allow` header RFC 9110 requires.
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     UnsupportedMediaType,
-    PayloadTooLarge { limit: usize },
-    MalformedJson { detail: String },
-    ValidationFailed { errors: Vec<FieldError> },
-    UrlNotAllowed { detail: String },
+    PayloadTooLarge {
+        limit: usize,
+    },
+    MalformedJson {
+        detail: String,
+    },
+    ValidationFailed {
+        errors: Vec<FieldError>,
+    },
+    UrlNotAllowed {
+        detail: String,
+    },
     UsernameIsEmail,
-    InvalidCredentials { detail: String },
+    InvalidCredentials {
+        detail: String,
+    },
     AppPasswordRetired,
-    WrongResource { detail: String },
-    BitbucketNotFound { detail: String },
-    ConnectionUnusable { detail: String },
+    WrongResource {
+        detail: String,
+    },
+    BitbucketNotFound {
+        detail: String,
+    },
+    ConnectionUnusable {
+        detail: String,
+    },
     SecretRequired,
     SecretUnreadable,
-    TooManyVerifications { retry_after: Duration },
-    MissingPermissions { missing: Vec<String>, granted: Vec<String>, detail: String },
-    AccountMismatch { expected: String, found: String },
-    NotBitbucket { detail: String },
-    WrongApiPath { detail: String },
-    BitbucketRedirected { detail: String },
-    BitbucketUnreachable { detail: String },
-    BitbucketTlsError { detail: String },
+    TooManyVerifications {
+        retry_after: Duration,
+    },
+    MissingPermissions {
+        missing: Vec<String>,
+        granted: Vec<String>,
+        detail: String,
+    },
+    AccountMismatch {
+        expected: String,
+        found: String,
+    },
+    NotBitbucket {
+        detail: String,
+    },
+    WrongApiPath {
+        detail: String,
+    },
+    BitbucketRedirected {
+        detail: String,
+    },
+    BitbucketUnreachable {
+        detail: String,
+    },
+    BitbucketTlsError {
+        detail: String,
+    },
     BitbucketTimeout,
-    BitbucketRateLimited { retry_after: Option<Duration> },
-    BitbucketUnavailable { detail: String },
-    DuplicateName { name: String },
+    BitbucketRateLimited {
+        retry_after: Option<Duration>,
+    },
+    BitbucketUnavailable {
+        detail: String,
+    },
+    DuplicateName {
+        name: String,
+    },
     VersionMismatch,
-    TooManyConnections { limit: usize },
+    TooManyConnections {
+        limit: usize,
+    },
     IdempotencyKeyReused,
-    ServiceUnavailable { detail: &'static str },
+    ServiceUnavailable {
+        detail: &'static str,
+    },
 }
 
 impl ApiError {
@@ -65,7 +113,7 @@ impl ApiError {
         vec![
             Self::Unauthenticated,
             Self::NotFound,
-            Self::MethodNotAllowed,
+            Self::MethodNotAllowed { allow: "GET" },
             Self::UnsupportedMediaType,
             Self::PayloadTooLarge { limit: 0 },
             Self::MalformedJson { detail: text() },
@@ -102,7 +150,7 @@ impl ApiError {
         match self {
             Self::Unauthenticated => "unauthenticated",
             Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::MalformedJson { .. } => "malformed_json",
@@ -139,7 +187,7 @@ impl ApiError {
         match self {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::NotFound | Self::BitbucketNotFound { .. } => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MalformedJson { .. } => StatusCode::BAD_REQUEST,
@@ -176,7 +224,7 @@ impl ApiError {
         match self {
             Self::Unauthenticated => "Not signed in",
             Self::NotFound => "No such connection",
-            Self::MethodNotAllowed => "Method not allowed",
+            Self::MethodNotAllowed { .. } => "Method not allowed",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::PayloadTooLarge { .. } => "Request body too large",
             Self::MalformedJson { .. } => "Malformed JSON",
@@ -213,7 +261,7 @@ impl ApiError {
         match self {
             Self::Unauthenticated => "Sign in again: the request carried no authenticated user.".into(),
             Self::NotFound => "No connection with this id exists for you.".into(),
-            Self::MethodNotAllowed => "This route does not support that method.".into(),
+            Self::MethodNotAllowed { allow } => format!("This resource supports {allow} only."),
             Self::UnsupportedMediaType => "Send the body as JSON with 'Content-Type: application/json'.".into(),
             Self::PayloadTooLarge { limit } => format!("The request body must be at most {limit} bytes."),
             Self::MalformedJson { detail } => format!("The body is not valid JSON: {detail}."),
@@ -310,6 +358,9 @@ impl ApiError {
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(wait) = self.retry_after() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
     }

@@ -70,3 +70,51 @@ async fn the_credentials_examples_are_understood() {
     let schedule = events("recheck");
     assert_eq!(schedule.len(), 1, "the schedule's example event");
 }
+
+/// A method a resource does not have is refused with 405 and an `Allow` header
+/// (RFC 9110 §15.5.6) naming exactly the methods `infra/openapi.yaml` gives that
+/// path, whichever function receives it.
+#[tokio::test]
+async fn a_method_the_resource_lacks_is_refused_with_the_documents_allow_header() {
+    let document = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/openapi.yaml");
+    let document: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(document).unwrap()).unwrap();
+    let documented = |template: &str| -> Vec<String> {
+        let mut methods: Vec<String> = document["paths"][template]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{template} is not in the document"))
+            .keys()
+            .filter_map(|key| key.as_str())
+            .filter(|key| ["get", "post", "put", "patch", "delete"].contains(key))
+            .map(str::to_uppercase)
+            .collect();
+        methods.sort();
+        methods
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::embedded(dir.path(), test_settings());
+    let mut checked = 0;
+    for function in ["add", "list", "edit", "delete", "browse"] {
+        for (file, text) in events(function) {
+            let mut event: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let template = event["routeKey"].as_str().unwrap().split_once(' ').unwrap().1.to_owned();
+            event["requestContext"]["http"]["method"] = "PUT".into();
+            event["routeKey"] = format!("PUT {template}").into();
+            let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+            let response = match function {
+                "add" => api.add.handle(request).await,
+                "list" => api.list.handle(request).await,
+                "edit" => api.edit.handle(request).await,
+                "browse" => api.browse.handle(request).await,
+                _ => api.delete.handle(request).await,
+            };
+            let what = format!("PUT to {function}/{file} ({template})");
+            assert_eq!(response.status().as_u16(), 405, "{what}");
+            let allow = response.headers().get("allow").unwrap_or_else(|| panic!("{what}: no Allow header"));
+            let mut allowed: Vec<String> = allow.to_str().unwrap().split(", ").map(str::to_owned).collect();
+            allowed.sort();
+            assert_eq!(allowed, documented(&template), "{what}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 7, "every routed example event");
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
-use super::{admit_verification, audit, connection_response, respond, seal_failure};
+use super::{admit_verification, audit, connection_response, method_not_allowed, respond, seal_failure};
 use crate::config::Settings;
 use crate::credential::Resource;
 use crate::domain::{Connection, ConnectionId, NewConnection, Owner, Username, now};
@@ -34,7 +34,7 @@ impl AddHandler {
 
     async fn create(&self, request: &Request, request_id: &str) -> Result<Response<Body>, ApiError> {
         if request.method() != Method::POST {
-            return Err(ApiError::MethodNotAllowed);
+            return Err(method_not_allowed(request));
         }
         let owner = principal(request, self.settings.identity)?;
         let key = idempotency_key(request.headers())?;

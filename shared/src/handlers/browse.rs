@@ -8,7 +8,7 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use super::{respond, seal_failure, unreadable_connection};
+use super::{method_not_allowed, respond, seal_failure, unreadable_connection};
 use crate::browse::{Cursor, Source, parse_query, parse_slug};
 use crate::config::Settings;
 use crate::credential::Resource;
@@ -57,7 +57,7 @@ impl BrowseHandler {
 
     async fn browse(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         if request.method() != Method::GET {
-            return Err(ApiError::MethodNotAllowed);
+            return Err(method_not_allowed(request));
         }
         let owner = principal(request, self.settings.identity)?;
         let id = connection_id(request)?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::{audit, respond};
+use super::{audit, method_not_allowed, respond};
 use crate::config::Settings;
 use crate::http::{IfMatch, connection_id, empty_response, if_match, principal, request_id};
 use crate::problem::ApiError;
@@ -24,7 +24,7 @@ impl DeleteHandler {
 
     async fn delete(&self, request: &Request, request_id: &str) -> Result<Response<Body>, ApiError> {
         if request.method() != Method::DELETE {
-            return Err(ApiError::MethodNotAllowed);
+            return Err(method_not_allowed(request));
         }
         let owner = principal(request, self.settings.identity)?;
         let id = connection_id(request)?;

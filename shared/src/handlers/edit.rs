@@ -5,7 +5,9 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::{admit_verification, audit, connection_response, respond, seal_failure, unreadable_connection};
+use super::{
+    admit_verification, audit, connection_response, method_not_allowed, respond, seal_failure, unreadable_connection,
+};
 use crate::config::Settings;
 use crate::credential::Resource;
 use crate::domain::{Account, Connection, ConnectionId, Owner, Username, now};
@@ -60,7 +62,7 @@ impl EditHandler {
         } else if request.method() == Method::PATCH {
             self.patch(&request, &request_id).await
         } else {
-            Err(ApiError::MethodNotAllowed)
+            Err(method_not_allowed(&request))
         };
         respond(result, &request_id)
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use super::{connection_response, respond};
+use super::{connection_response, method_not_allowed, respond};
 use crate::config::Settings;
 use crate::domain::Connection;
 use crate::http::{connection_id, json_response, principal, request_id};
@@ -26,7 +26,7 @@ impl ListHandler {
 
     async fn route(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         if request.method() != Method::GET {
-            return Err(ApiError::MethodNotAllowed);
+            return Err(method_not_allowed(request));
         }
         let owner = principal(request, self.settings.identity)?;
         let limit = self.settings.max_connections_per_owner;

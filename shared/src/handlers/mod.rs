@@ -30,6 +30,26 @@ use crate::seal::SealError;
 use crate::store::ConnectionStore;
 
 /// The response for a result, logging failures by code (never by content).
+/// A method the resource does not have. Each function serves some of a resource's
+/// methods; the `Allow` header names all of them, as the API defines them.
+fn method_not_allowed(request: &lambda_http::Request) -> ApiError {
+    ApiError::MethodNotAllowed { allow: allowed_methods(request.uri().path()) }
+}
+
+fn allowed_methods(path: &str) -> &'static str {
+    let mut segments = path.split('/').filter(|segment| !segment.is_empty());
+    // From the first `connections`: a stage prefix may come before it, a repository may be named so after it.
+    if segments.by_ref().any(|segment| segment == "connections") {
+        match (segments.next(), segments.next(), segments.next()) {
+            (None, ..) => return "GET, POST",
+            (Some(_), None, _) => return "GET, PATCH, DELETE",
+            (Some(_), Some("verify"), None) => return "POST",
+            _ => {}
+        }
+    }
+    "GET"
+}
+
 fn respond(result: Result<Response<Body>, ApiError>, request_id: &str) -> Response<Body> {
     match result {
         Ok(response) => response,
