@@ -37,6 +37,10 @@ function when(text, format = dateTime) {
 const state = {
   config: { api_base: '', oidc: null },
   connections: [],
+  /** Whether `connections` is what the server last listed (not merely empty because never loaded). */
+  listLoaded: false,
+  /** Which list load is the latest: an older one that answers late draws nothing. */
+  listGeneration: 0,
   current: null,
   etag: null,
   lastId: null,
@@ -170,15 +174,20 @@ async function showList(focus) {
   showView('list');
   document.title = 'Personal connections · Integrations · Settings';
   $('connections').setAttribute('aria-busy', 'true');
+  const generation = ++state.listGeneration;
   try {
-    state.connections = await listAll();
+    const connections = await listAll();
+    if (generation !== state.listGeneration) return;
+    state.connections = connections;
+    state.listLoaded = true;
     state.freshToken = false;
     renderList();
   } catch (problem) {
+    if (generation !== state.listGeneration) return;
     $('loading').hidden = true;
     if (problem.status !== 401) showPageProblem(problem);
   } finally {
-    $('connections').removeAttribute('aria-busy');
+    if (generation === state.listGeneration) $('connections').removeAttribute('aria-busy');
   }
   if (!focus) return;
   const link = state.lastId && document.querySelector(`[data-id="${CSS.escape(state.lastId)}"] a`);
@@ -466,8 +475,11 @@ function askDelete() {
 /** Drops a connection that is gone from the list already drawn, so the list never
  *  shows it again while it reloads. */
 function forget(id) {
-  state.connections = state.connections.filter((c) => c.id !== id);
   state.lastId = null;
+  // Opened straight at a connection, there is no drawn list to correct (and an empty
+  // one would wrongly say there are no connections while the list loads).
+  if (!state.listLoaded) return;
+  state.connections = state.connections.filter((c) => c.id !== id);
   renderList();
 }
 

@@ -108,7 +108,7 @@ async fn one_partition_files_resolve_as_the_built_in_table() {
         std::fs::write(&path, file_for(id).unwrap()).unwrap();
         let pinned = in_child(Some(&path));
         if *id == "aws" {
-            // Proof that each SDK crate reads the file: a region of another partition now falls back to aws.
+            // Proof that each SDK crate reads the file: a region of another partition now resolves in aws.
             for service in ["dynamodb", "kms", "events"] {
                 let crate_name = if service == "events" { "eventbridge" } else { service };
                 let key = format!("{crate_name} cn-north-1 false false");

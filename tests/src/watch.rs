@@ -3,13 +3,23 @@
 //! workspace metadata, for suites that drive it over real HTTP.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub struct Watch {
     child: Child,
     /// `http://127.0.0.1:<port>`
     pub base: String,
+    log: PathBuf,
+}
+
+impl Watch {
+    /// The last lines watch and its functions printed.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        format!("{} (last {lines} lines):\n{}", self.log.display(), all[all.len().saturating_sub(lines)..].join("\n"))
+    }
 }
 
 impl Drop for Watch {
@@ -97,6 +107,10 @@ pub fn start_watch_with(data_dir: &Path, extra: &[(&str, &str)]) -> Watch {
         assert!(!value.contains(','), "cargo lambda splits --env-var at commas: {name}={value}");
         env.push_str(&format!(",{name}={value}"));
     }
+    // What watch and the functions print, for a failing test to show (`Watch::log_tail`).
+    let log_path = repository_root().join(format!("target/watch-logs/{port}.log"));
+    std::fs::create_dir_all(log_path.parent().expect("a directory")).expect("target/watch-logs");
+    let log = std::fs::File::create(&log_path).expect("the watch log");
     let child = cargo()
         .args([
             "lambda",
@@ -109,12 +123,12 @@ pub fn start_watch_with(data_dir: &Path, extra: &[(&str, &str)]) -> Watch {
         ])
         .arg("--env-var")
         .arg(env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().expect("the watch log"))
+        .stderr(log)
         .process_group(0)
         .spawn()
         .expect("cargo lambda must be installed (scripts/test installs it into .venv/lambda)");
-    Watch { child, base: format!("http://127.0.0.1:{port}") }
+    Watch { child, base: format!("http://127.0.0.1:{port}"), log: log_path }
 }
 
 pub fn start_watch(data_dir: &Path) -> Watch {

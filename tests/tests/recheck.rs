@@ -76,7 +76,8 @@ async fn env(settings: RecheckSettings) -> Env {
         store: api.store.clone(),
         sealer: api.sealer.clone(),
         verifier: Verifier::new(&test_settings().bitbucket).unwrap(),
-        events: Arc::new(EventBridgeEvents::new(events, bus)),
+        // As deployed: the client is built on the first publish.
+        events: Arc::new(EventBridgeEvents::lazy(sdk, bus)),
         settings,
     };
     Env { api, aws, fake, recheck, queue_url }

@@ -6,8 +6,9 @@
 //!
 //! Needs `/usr/bin/chromium` and `npm ci --prefix tests/web`; `scripts/test` does both.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use blackbox::fake_bitbucket::*;
 use blackbox::watch::{
@@ -30,6 +31,23 @@ async fn the_settings_page_works_in_a_real_browser() {
         "tests/web/node_modules is missing: run `npm ci --prefix tests/web` (scripts/test does)"
     );
     build_functions();
+    // cargo lambda watch (the local stand-in for API Gateway and Lambda, not the
+    // service) has been seen to stall a request or answer one with its own 500, about
+    // once in ten runs of this suite. A failed run is reported in full, then the suite
+    // runs once more against fresh watches, data and fake Bitbucket (the suite revokes a
+    // token there); failing twice fails the test.
+    let first = run_suite().await;
+    let Err(first_failure) = first else { return };
+    println!("FIRST RUN FAILED, retrying once with fresh watches:\n{first_failure}");
+    if let Err(second_failure) = run_suite().await {
+        panic!("the browser tests failed twice.\nfirst run:\n{first_failure}\n\nsecond run:\n{second_failure}");
+    }
+}
+
+/// One run of the browser suite against its own two watches; the failures and the
+/// watches' last lines when it fails.
+async fn run_suite() -> Result<(), String> {
+    let root = repository_root();
     let fake = FakeBitbucket::start().await;
     let data = tempfile::tempdir().unwrap();
     let watch = start_watch(data.path());
@@ -62,26 +80,38 @@ async fn the_settings_page_works_in_a_real_browser() {
         issuer_port.to_string(),
     ];
     // The fake Bitbucket runs on this runtime: wait for the browser on another thread.
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
+    let (status, printed) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("node")
             .current_dir(&root)
             .args(arguments)
             .env("FAKE_BITBUCKET", secrets.to_string())
             .env("CHROMIUM", CHROMIUM)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("node must be installed")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node must be installed");
+        // Shown as it comes (io::stdout is not captured by the test harness, unlike
+        // println!) and kept for the panic message.
+        let mut printed = String::new();
+        let mut shown = std::io::stdout();
+        for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+            let line = line.unwrap_or_default();
+            let _ = writeln!(shown, "{line}");
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+        (child.wait().expect("node ends"), printed)
     })
     .await
     .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout);
-    println!("{printed}");
-    assert!(
-        output.status.success(),
-        "the browser tests failed; screenshots in target/web-screenshots/\n{}",
-        failures(&printed)
-    );
-    drop((watch, signed_in));
+    if status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "screenshots in target/web-screenshots/\n{}\n\nwatch: {}\n\nwatch with sign-in: {}",
+        failures(&printed),
+        watch.log_tail(40),
+        signed_in.log_tail(40)
+    ))
 }
 
 /// The `not ok` lines and their indented details: repeated in the panic message, so a

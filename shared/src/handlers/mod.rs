@@ -29,7 +29,6 @@ use crate::problem::ApiError;
 use crate::seal::SealError;
 use crate::store::ConnectionStore;
 
-/// The response for a result, logging failures by code (never by content).
 /// A method the resource does not have. Each function serves some of a resource's
 /// methods; the `Allow` header names all of them, as the API defines them.
 fn method_not_allowed(request: &lambda_http::Request) -> ApiError {
@@ -50,6 +49,7 @@ fn allowed_methods(path: &str) -> &'static str {
     "GET"
 }
 
+/// The response for a result, logging failures by code (never by content).
 fn respond(result: Result<Response<Body>, ApiError>, request_id: &str) -> Response<Body> {
     match result {
         Ok(response) => response,
@@ -108,4 +108,29 @@ async fn admit_verification(store: &dyn ConnectionStore, owner: &Owner, settings
 /// One structured line per change, for the audit trail. Owner and id only.
 fn audit(action: &str, owner: &Owner, connection_id: &str, outcome: &str, request_id: &str) {
     tracing::info!(audit = true, action, owner = owner.as_str(), connection_id, outcome, request_id, "audit");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_methods;
+
+    #[test]
+    fn allow_names_the_methods_of_the_resource_the_path_is() {
+        for (path, allow) in [
+            ("/connections", "GET, POST"),
+            ("/connections/", "GET, POST"),
+            ("/prod/connections", "GET, POST"),
+            ("/connections/0192", "GET, PATCH, DELETE"),
+            ("/connections/verify", "GET, PATCH, DELETE"),
+            ("/prod/connections/x/", "GET, PATCH, DELETE"),
+            ("/connections/0192/verify", "POST"),
+            ("/connections/0192/verify/", "POST"),
+            ("/connections/0192/workspaces", "GET"),
+            ("/connections/0192/repositories", "GET"),
+            ("/connections/0192/repositories/connections/verify/branches", "GET"),
+            ("/elsewhere", "GET"),
+        ] {
+            assert_eq!(allowed_methods(path), allow, "{path}");
+        }
+    }
 }
