@@ -17,6 +17,17 @@ fn events(function: &str) -> Vec<(String, String)> {
     found
 }
 
+/// The request handed to the named HTTP function, as Lambda would.
+async fn handle(api: &Api, function: &str, request: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+    match function {
+        "add" => api.add.handle(request).await,
+        "list" => api.list.handle(request).await,
+        "edit" => api.edit.handle(request).await,
+        "browse" => api.browse.handle(request).await,
+        _ => api.delete.handle(request).await,
+    }
+}
+
 #[tokio::test]
 async fn every_example_event_is_answered_by_its_function() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,13 +36,7 @@ async fn every_example_event_is_answered_by_its_function() {
     for function in ["add", "list", "edit", "delete", "browse"] {
         for (file, text) in events(function) {
             let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{function}/{file}: {e}"));
-            let response = match function {
-                "add" => api.add.handle(request).await,
-                "list" => api.list.handle(request).await,
-                "edit" => api.edit.handle(request).await,
-                "browse" => api.browse.handle(request).await,
-                _ => api.delete.handle(request).await,
-            };
+            let response = handle(&api, function, request).await;
             let body = format!("{:?}", response.body());
             assert!(!body.contains("unauthenticated"), "{function}/{file} carries the authorizer's claims");
             assert!(!body.contains("method_not_allowed"), "{function}/{file} reaches a route");
@@ -100,13 +105,7 @@ async fn a_method_the_resource_lacks_is_refused_with_the_documents_allow_header(
             event["requestContext"]["http"]["method"] = "PUT".into();
             event["routeKey"] = format!("PUT {template}").into();
             let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-            let response = match function {
-                "add" => api.add.handle(request).await,
-                "list" => api.list.handle(request).await,
-                "edit" => api.edit.handle(request).await,
-                "browse" => api.browse.handle(request).await,
-                _ => api.delete.handle(request).await,
-            };
+            let response = handle(&api, function, request).await;
             let what = format!("PUT to {function}/{file} ({template})");
             assert_eq!(response.status().as_u16(), 405, "{what}");
             let allow = response.headers().get("allow").unwrap_or_else(|| panic!("{what}: no Allow header"));
