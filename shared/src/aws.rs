@@ -35,6 +35,35 @@ async fn load() -> SdkConfig {
     .await
 }
 
+/// An SDK client given ready-made, or built from a configuration on first use.
+/// Building one parses its crate's endpoint partition table, which a start-up should
+/// not pay for when the function may never call that service (a rename never needs
+/// KMS; most recheck runs publish no event).
+#[derive(Debug)]
+pub struct LazyClient<C> {
+    client: std::sync::OnceLock<C>,
+    config: Option<SdkConfig>,
+}
+
+impl<C> LazyClient<C> {
+    pub fn ready(client: C) -> Self {
+        Self { client: std::sync::OnceLock::from(client), config: None }
+    }
+
+    pub fn on_first_use(config: SdkConfig) -> Self {
+        Self { client: std::sync::OnceLock::new(), config: Some(config) }
+    }
+
+    /// The client, built with `build` the first time (only ever without a
+    /// configuration if `ready`, when it is already built).
+    pub fn get(&self, build: impl FnOnce(&SdkConfig) -> C) -> &C {
+        self.client.get_or_init(|| match &self.config {
+            Some(config) => build(config),
+            None => build(&SdkConfig::builder().build()),
+        })
+    }
+}
+
 /// Smithy's HTTP client builds a TLS connector for every SDK client as it is
 /// constructed, only to drop it (it warms a cache of the system's roots, which
 /// compiled-in roots do not use), then builds the one it keeps on the first call.

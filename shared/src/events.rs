@@ -38,28 +38,22 @@ pub trait Events: Send + Sync {
 
 /// EventBridge `PutEvents` on one bus.
 pub struct EventBridgeEvents {
-    client: std::sync::OnceLock<aws_sdk_eventbridge::Client>,
-    /// Builds the client on first use when it was not given ready-made.
-    config: Option<aws_config::SdkConfig>,
+    client: crate::aws::LazyClient<aws_sdk_eventbridge::Client>,
     bus: String,
 }
 
 impl EventBridgeEvents {
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
-        Self { client: std::sync::OnceLock::from(client), config: None, bus: bus.into() }
+        Self { client: crate::aws::LazyClient::ready(client), bus: bus.into() }
     }
 
-    /// Events whose client is built on the first publish: most runs change no
-    /// status, and building an SDK client parses its crate's endpoint partition
-    /// table, which a start-up should not pay for (see `KmsSealer::lazy`).
+    /// Events whose client is built on the first publish: most runs change no status.
     pub fn lazy(config: aws_config::SdkConfig, bus: impl Into<String>) -> Self {
-        Self { client: std::sync::OnceLock::new(), config: Some(config), bus: bus.into() }
+        Self { client: crate::aws::LazyClient::on_first_use(config), bus: bus.into() }
     }
 
     fn client(&self) -> &aws_sdk_eventbridge::Client {
-        self.client.get_or_init(|| {
-            aws_sdk_eventbridge::Client::new(self.config.as_ref().unwrap_or(&aws_config::SdkConfig::builder().build()))
-        })
+        self.client.get(aws_sdk_eventbridge::Client::new)
     }
 }
 

@@ -22,88 +22,42 @@ impl FieldError {
 
 /// Everything a request can end with other than success. Each variant has one
 /// stable `code`; the `detail` tells the user what to do.
+/// (`MethodNotAllowed::allow` lists the resource's methods for the `Allow` header
+/// RFC 9110 requires.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiError {
     Unauthenticated,
     NotFound,
-    /// `allow`: the methods the resource has, for the `Allow` header RFC 9110 requires.
-    MethodNotAllowed {
-        allow: &'static str,
-    },
+    MethodNotAllowed { allow: &'static str },
     UnsupportedMediaType,
-    PayloadTooLarge {
-        limit: usize,
-    },
-    MalformedJson {
-        detail: String,
-    },
-    ValidationFailed {
-        errors: Vec<FieldError>,
-    },
-    UrlNotAllowed {
-        detail: String,
-    },
+    PayloadTooLarge { limit: usize },
+    MalformedJson { detail: String },
+    ValidationFailed { errors: Vec<FieldError> },
+    UrlNotAllowed { detail: String },
     UsernameIsEmail,
-    InvalidCredentials {
-        detail: String,
-    },
+    InvalidCredentials { detail: String },
     AppPasswordRetired,
-    WrongResource {
-        detail: String,
-    },
-    BitbucketNotFound {
-        detail: String,
-    },
-    ConnectionUnusable {
-        detail: String,
-    },
+    WrongResource { detail: String },
+    BitbucketNotFound { detail: String },
+    ConnectionUnusable { detail: String },
     SecretRequired,
     SecretUnreadable,
-    TooManyVerifications {
-        retry_after: Duration,
-    },
-    MissingPermissions {
-        missing: Vec<String>,
-        granted: Vec<String>,
-        detail: String,
-    },
-    AccountMismatch {
-        expected: String,
-        found: String,
-    },
-    NotBitbucket {
-        detail: String,
-    },
-    WrongApiPath {
-        detail: String,
-    },
-    BitbucketRedirected {
-        detail: String,
-    },
-    BitbucketUnreachable {
-        detail: String,
-    },
-    BitbucketTlsError {
-        detail: String,
-    },
+    TooManyVerifications { retry_after: Duration },
+    MissingPermissions { missing: Vec<String>, granted: Vec<String>, detail: String },
+    AccountMismatch { expected: String, found: String },
+    NotBitbucket { detail: String },
+    WrongApiPath { detail: String },
+    BitbucketRedirected { detail: String },
+    BitbucketUnreachable { detail: String },
+    BitbucketTlsError { detail: String },
     BitbucketTimeout,
-    BitbucketRateLimited {
-        retry_after: Option<Duration>,
-    },
-    BitbucketUnavailable {
-        detail: String,
-    },
-    DuplicateName {
-        name: String,
-    },
+    BitbucketRateLimited { retry_after: Option<Duration> },
+    BitbucketUnavailable { detail: String },
+    DuplicateName { name: String },
     VersionMismatch,
-    TooManyConnections {
-        limit: usize,
-    },
+    TooManyConnections { limit: usize },
     IdempotencyKeyReused,
-    ServiceUnavailable {
-        detail: &'static str,
-    },
+    ServiceUnavailable { detail: &'static str },
 }
 
 impl ApiError {

@@ -6,32 +6,29 @@ use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
 
 use super::{SealContext, SealError, Sealed, Sealer};
+use crate::aws::LazyClient;
 use crate::secret::Secret;
 
 #[derive(Debug)]
 pub struct KmsSealer {
-    client: std::sync::OnceLock<Client>,
-    /// Builds the client on first use when it was not given ready-made.
-    config: Option<aws_config::SdkConfig>,
+    client: LazyClient<Client>,
     key_id: String,
 }
 
 impl KmsSealer {
     pub fn new(client: Client, key_id: impl Into<String>) -> Self {
-        Self { client: std::sync::OnceLock::from(client), config: None, key_id: key_id.into() }
+        Self { client: LazyClient::ready(client), key_id: key_id.into() }
     }
 
-    /// A sealer whose KMS client is built on first use. Building an SDK client
-    /// parses its crate's endpoint partition table (about 0.4 M instructions):
-    /// a rename never needs KMS, and add builds it while Bitbucket is being asked,
-    /// so neither pays for it before its first request.
+    /// A sealer whose KMS client is built on first use: a rename never needs KMS,
+    /// and add builds it while Bitbucket is being asked, so neither pays for it
+    /// before its first request.
     pub fn lazy(config: aws_config::SdkConfig, key_id: impl Into<String>) -> Self {
-        Self { client: std::sync::OnceLock::new(), config: Some(config), key_id: key_id.into() }
+        Self { client: LazyClient::on_first_use(config), key_id: key_id.into() }
     }
 
     fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| Client::new(self.config.as_ref().unwrap_or(&aws_config::SdkConfig::builder().build())))
+        self.client.get(Client::new)
     }
 }
 
