@@ -129,7 +129,17 @@ async function openList(page, target = base) {
     response = await page.goto(`${target}/`);
   }
   assert.equal(response && response.status(), 200, 'GET / serves the page');
-  await until(page, 'the list has loaded', () => document.getElementById('loading').hidden);
+  const loaded = () => document.getElementById('loading').hidden;
+  try {
+    await page.waitForFunction(loaded, null, { timeout: 15_000 });
+  } catch {
+    // Seen about once in ten runs: cargo lambda watch never hands the list request to
+    // the function (its log shows no invocation). Reload once; a list that really
+    // never loads fails below.
+    console.log('  (the list did not load in 15 s; the dev server stalled the request: reloading once)');
+    await page.reload();
+    await until(page, 'the list has loaded', loaded);
+  }
 }
 
 async function openAdd(page) {
@@ -475,6 +485,7 @@ scenario('assets: under 60 KB, ETags answer 304, security headers on every file'
   assert.ok(total < 60 * 1024, `the page weighs ${total} bytes`);
   for (const file of Object.keys(sizes)) {
     const first = await fetch(`${base}${file}`);
+    assert.equal(first.status, 200, `GET ${file}: ${first.status} ${(await first.clone().text()).slice(0, 300)}`);
     const etag = first.headers.get('etag');
     assert.match(etag, /^"[0-9a-f]{32}"$/, `${file} has a strong ETag`);
     assert.equal(first.headers.get('cache-control'), 'no-cache');
@@ -594,12 +605,16 @@ scenario('deployed sign-in: authorization code with PKCE (S256), token in memory
 let failed = 0;
 for (const { name, body } of scenarios) {
   const began = Date.now();
+  const opened = contexts.length;
   try {
     await body();
     console.log(`ok - ${name} (${((Date.now() - began) / 1000).toFixed(1)} s)`);
   } catch (error) {
     failed += 1;
     console.log(`not ok - ${name}\n  ${String(error && error.stack || error).split('\n').join('\n  ')}`);
+  } finally {
+    // A scenario's pages end with it: left open, their idle connections piled up on the dev server.
+    for (const context of contexts.splice(opened)) await context.close().catch(() => {});
   }
 }
 
