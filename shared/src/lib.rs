@@ -12,6 +12,7 @@ pub mod events;
 pub mod handlers;
 pub mod http;
 pub mod input;
+pub mod origin;
 pub mod partition;
 pub mod problem;
 pub mod runtime;

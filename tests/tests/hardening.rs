@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use blackbox::api::{Api, Call, Reply, test_settings};
 use blackbox::fake_bitbucket::*;
 use connections::domain::Owner;
@@ -48,6 +49,46 @@ async fn a_stored_secret_never_goes_to_a_new_origin() {
         .send(Call::patch(&path).user("alice").json(json!({"url": attacker.url("cloud"), "password": API_TOKEN})))
         .await;
     assert_eq!(with_secret.status, 200, "{}", with_secret.text);
+}
+
+/// Rule zero at the seal: anything that can write the table (a migration, an operator
+/// script, a compromised role) rewrites only `url`; every use opens the secret for the
+/// origin it is about to call, so KMS refuses and the other server hears nothing.
+#[tokio::test]
+async fn a_url_rewritten_in_the_table_opens_no_secret() {
+    let _logs = blackbox::logs::guard();
+    let home = FakeBitbucket::start().await;
+    let attacker = FakeBitbucket::start().await;
+    let (api, aws) = Api::on_moto(test_settings()).await;
+    let created = api.send(Call::post("/connections").user("alice").json(token(&home, "work"))).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    aws.dynamodb
+        .update_item()
+        .table_name(&aws.table)
+        .key("pk", AttributeValue::S("USER#alice".into()))
+        .key("sk", AttributeValue::S(format!("CONN#{id}")))
+        .update_expression("SET #url = :url")
+        .expression_attribute_names("#url", "url")
+        .expression_attribute_values(":url", AttributeValue::S(attacker.url("cloud")))
+        .send()
+        .await
+        .unwrap();
+    let path = path_of(&created);
+
+    let verified = api.send(Call::post(format!("{path}/verify")).user("alice")).await;
+    assert_eq!((verified.status, verified.code()), (409, "secret_unreadable"), "{}", verified.text);
+    let edited = api.send(Call::patch(&path).user("alice").json(json!({"username": OTHER_EMAIL}))).await;
+    assert_eq!((edited.status, edited.code()), (409, "secret_unreadable"), "{}", edited.text);
+    let browsed = api.send(Call::get(format!("{path}/workspaces")).user("alice")).await;
+    assert_eq!((browsed.status, browsed.code()), (409, "secret_unreadable"), "{}", browsed.text);
+    for purpose in ["git", "api"] {
+        let get = json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": purpose});
+        let answer = api.invoke_credentials(get).await;
+        assert_eq!(answer["code"], "secret_unreadable", "{purpose}: {answer}");
+        assert!(answer.get("api_base").is_none() && answer.get("password").is_none(), "{answer}");
+    }
+    assert!(attacker.requests().is_empty(), "the other server saw: {:?}", attacker.requests());
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::operation::{
     transact_write_items::TransactWriteItemsInput, update_item::UpdateItemInput,
 };
 use aws_sdk_eventbridge::operation::put_events::PutEventsInput;
-use aws_sdk_kms::operation::{decrypt::DecryptInput, encrypt::EncryptInput};
+use aws_sdk_kms::operation::{decrypt::DecryptInput, encrypt::EncryptInput, generate_data_key::GenerateDataKeyInput};
 use blackbox::api::{Api, Call, test_settings};
 use blackbox::emulator;
 use blackbox::fake_bitbucket::*;
@@ -28,10 +28,26 @@ use connections::verify::Verifier;
 use connections::verify::client::BitbucketHttp;
 use serde_json::json;
 
-type Actions = Arc<Mutex<BTreeSet<String>>>;
+/// One AWS call as IAM authorizes it: the action, the resource named symbolically
+/// (`scripts/lib/authz.py` resolves it against the template) and, for KMS, the
+/// encryption context's keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct AwsCall {
+    action: String,
+    resource: &'static str,
+    context_keys: Vec<String>,
+}
+
+type Actions = Arc<Mutex<BTreeSet<AwsCall>>>;
 
 #[derive(Debug, Clone)]
 struct Recorder(Actions);
+
+fn context_keys(context: Option<&std::collections::HashMap<String, String>>) -> Vec<String> {
+    let mut keys: Vec<String> = context.into_iter().flat_map(|c| c.keys().cloned()).collect();
+    keys.sort();
+    keys
+}
 
 impl Intercept for Recorder {
     fn name(&self) -> &'static str {
@@ -45,44 +61,50 @@ impl Intercept for Recorder {
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
         let input = context.input();
         let mut actions = self.0.lock().unwrap();
-        let mut add = |action: &str| {
-            actions.insert(action.to_owned());
+        let mut add = |action: &str, resource: &'static str, context_keys: Vec<String>| {
+            actions.insert(AwsCall { action: action.to_owned(), resource, context_keys });
         };
+        let table = |action: &str| (action.to_owned(), "table");
+        let mut table_calls = Vec::new();
         if input.downcast_ref::<GetItemInput>().is_some() {
-            add("dynamodb:GetItem");
-        } else if input.downcast_ref::<QueryInput>().is_some() {
-            add("dynamodb:Query");
+            table_calls.push(table("dynamodb:GetItem"));
+        } else if let Some(query) = input.downcast_ref::<QueryInput>() {
+            let resource = if query.index_name() == Some("due") { "table/index/due" } else { "table" };
+            table_calls.push(("dynamodb:Query".to_owned(), resource));
         } else if input.downcast_ref::<PutItemInput>().is_some() {
-            add("dynamodb:PutItem");
+            table_calls.push(table("dynamodb:PutItem"));
         } else if input.downcast_ref::<UpdateItemInput>().is_some() {
-            add("dynamodb:UpdateItem");
+            table_calls.push(table("dynamodb:UpdateItem"));
         } else if input.downcast_ref::<DeleteItemInput>().is_some() {
-            add("dynamodb:DeleteItem");
+            table_calls.push(table("dynamodb:DeleteItem"));
         } else if let Some(transaction) = input.downcast_ref::<TransactWriteItemsInput>() {
             for item in transaction.transact_items() {
                 if item.put().is_some() {
-                    add("dynamodb:PutItem");
+                    table_calls.push(table("dynamodb:PutItem"));
                 }
                 if item.update().is_some() {
-                    add("dynamodb:UpdateItem");
+                    table_calls.push(table("dynamodb:UpdateItem"));
                 }
                 if item.delete().is_some() {
-                    add("dynamodb:DeleteItem");
+                    table_calls.push(table("dynamodb:DeleteItem"));
                 }
                 if item.condition_check().is_some() {
-                    add("dynamodb:ConditionCheckItem");
+                    table_calls.push(table("dynamodb:ConditionCheckItem"));
                 }
             }
-        } else if input.downcast_ref::<QueryInput>().is_some() {
-            add("dynamodb:Query");
         } else if input.downcast_ref::<PutEventsInput>().is_some() {
-            add("events:PutEvents");
-        } else if input.downcast_ref::<EncryptInput>().is_some() {
-            add("kms:Encrypt");
-        } else if input.downcast_ref::<DecryptInput>().is_some() {
-            add("kms:Decrypt");
+            add("events:PutEvents", "event-bus", Vec::new());
+        } else if let Some(generate) = input.downcast_ref::<GenerateDataKeyInput>() {
+            add("kms:GenerateDataKey", "sealing-key", context_keys(generate.encryption_context()));
+        } else if let Some(encrypt) = input.downcast_ref::<EncryptInput>() {
+            add("kms:Encrypt", "sealing-key", context_keys(encrypt.encryption_context()));
+        } else if let Some(decrypt) = input.downcast_ref::<DecryptInput>() {
+            add("kms:Decrypt", "sealing-key", context_keys(decrypt.encryption_context()));
         } else {
-            add("unrecognised operation");
+            add("unrecognised operation", "unknown", Vec::new());
+        }
+        for (action, resource) in table_calls {
+            add(&action, resource, Vec::new());
         }
         Ok(())
     }
@@ -265,7 +287,7 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     assert_eq!(api.invoke_credentials(reported).await["ok"], true);
 
     let granted = granted();
-    let used: BTreeMap<&str, BTreeSet<String>> = [
+    let calls: BTreeMap<&str, BTreeSet<AwsCall>> = [
         ("add", &add),
         ("list", &list),
         ("edit", &edit),
@@ -278,8 +300,49 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     .map(|(function, recorded)| (function, recorded.actions.lock().unwrap().clone()))
     .chain([("web", BTreeSet::new())])
     .collect();
+    let used: BTreeMap<&str, BTreeSet<String>> =
+        calls.iter().map(|(function, calls)| (*function, calls.iter().map(|c| c.action.clone()).collect())).collect();
     for (function, actions) in &used {
         println!("{function}: {}", actions.iter().cloned().collect::<Vec<_>>().join(", "));
     }
     assert_eq!(used, granted, "template grants (right) must equal the calls each function makes (left)");
+    authorized_on_aws(&calls);
+}
+
+/// Every recorded call, evaluated as AWS would authorize it against the template's
+/// identity policies, key policies (the table key through DynamoDB too), resource
+/// policies and explicit denies; and the principals that must be refused, refused.
+/// No emulator enforces any of this: moto allowed all of it.
+fn authorized_on_aws(calls: &BTreeMap<&str, BTreeSet<AwsCall>>) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/iac/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/test installs it (pinned cfn-lint brings PyYAML)",
+        python.display()
+    );
+    let document = serde_json::json!({
+        "calls": calls
+            .iter()
+            .map(|(function, calls)| {
+                let calls: Vec<_> = calls
+                    .iter()
+                    .map(|c| json!({"action": c.action, "resource": c.resource, "context_keys": c.context_keys}))
+                    .collect();
+                (function.to_string(), serde_json::Value::Array(calls))
+            })
+            .collect::<serde_json::Map<_, _>>()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
+    let output = std::process::Command::new(python)
+        .arg(root.join("scripts/lib/authz.py"))
+        .arg(root.join("infra/template.yaml"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    println!("{report}");
+    assert!(output.status.success(), "AWS would not authorize this deployment as the code uses it:\n{report}");
 }

@@ -16,6 +16,7 @@ use connections::handlers::RecheckHandler;
 use connections::handlers::recheck::RunReport;
 use connections::seal::SealContext;
 use connections::secret::Secret;
+use connections::verify::target::ServerUrl;
 use connections::verify::{Verification, Verifier};
 use serde_json::{Value, json};
 
@@ -277,7 +278,9 @@ async fn five_hundred_due_connections_over_a_rate_limiting_bitbucket_finish_with
         async move {
             let id = ConnectionId::new();
             let secret = Secret::new(API_TOKEN.to_owned());
-            let sealed = sealer.seal(&secret, SealContext { owner: &owner, connection: &id }).await.unwrap();
+            let origin = ServerUrl::parse(&url).unwrap().origin();
+            let sealed =
+                sealer.seal(&secret, SealContext { owner: &owner, connection: &id, origin: &origin }).await.unwrap();
             let new = NewConnection {
                 id: &id,
                 name: &format!("c{i}"),

@@ -57,7 +57,8 @@ impl AddHandler {
         admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
         let id = ConnectionId::new();
         // Bitbucket's answer and KMS's are independent: wait for the slower only.
-        let context = SealContext { owner: &owner, connection: &id };
+        let origin = input.url.origin();
+        let context = SealContext { owner: &owner, connection: &id, origin: &origin };
         let (verified, sealed) = tokio::join!(self.verifier.verify(&claim), self.sealer.seal(&input.password, context));
         let verified = verified?;
         let sealed = sealed.map_err(seal_failure)?;

@@ -100,11 +100,16 @@ impl BrowseHandler {
             }
             Status::Verified | Status::Expiring => {}
         }
-        let secret =
-            self.sealer.open(&sealed, SealContext { owner: &owner, connection: &id }).await.map_err(seal_failure)?;
+        let url = ServerUrl::parse(&connection.url).map_err(|_| unreadable_connection())?;
+        let origin = url.origin();
+        let secret = self
+            .sealer
+            .open(&sealed, SealContext { owner: &owner, connection: &id, origin: &origin })
+            .await
+            .map_err(seal_failure)?;
         let source = Source {
             http: &self.http,
-            url: ServerUrl::parse(&connection.url).map_err(|_| unreadable_connection())?,
+            url,
             connection: &connection,
             auth: Auth::for_connection(connection.credential_type, connection.username.as_deref(), &secret),
             resource: connection

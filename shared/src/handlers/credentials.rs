@@ -157,13 +157,16 @@ impl CredentialsHandler {
             }
             Status::Verified | Status::Expiring => {}
         }
-        let secret = match self.sealer.open(&sealed, SealContext { owner: &owner, connection: &id }).await {
-            Ok(secret) => secret,
-            Err(error) => return from_api(&seal_failure(error)),
-        };
         let Ok(url) = ServerUrl::parse(&connection.url) else {
             return refusal("service_unavailable", "The stored connection is unreadable.");
         };
+        // Opened for the origin the answer sends the worker to, and for no other.
+        let origin = url.origin();
+        let secret =
+            match self.sealer.open(&sealed, SealContext { owner: &owner, connection: &id, origin: &origin }).await {
+                Ok(secret) => secret,
+                Err(error) => return from_api(&seal_failure(error)),
+            };
         match purpose {
             Purpose::Git => git_credentials(&connection, &url, &secret),
             Purpose::Api => json!({

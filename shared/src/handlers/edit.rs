@@ -72,8 +72,16 @@ impl EditHandler {
         self.store.get_sealed(owner, id).await.map_err(|e| e.into_api("", limit))?.ok_or(ApiError::NotFound)
     }
 
-    async fn open(&self, owner: &Owner, id: &ConnectionId, sealed: &Sealed) -> Result<Secret, ApiError> {
-        self.sealer.open(sealed, SealContext { owner, connection: id }).await.map_err(seal_failure)
+    /// Opens the stored secret for the server it is about to be sent to.
+    async fn open(
+        &self,
+        owner: &Owner,
+        id: &ConnectionId,
+        sealed: &Sealed,
+        to: &ServerUrl,
+    ) -> Result<Secret, ApiError> {
+        let origin = to.origin();
+        self.sealer.open(sealed, SealContext { owner, connection: id, origin: &origin }).await.map_err(seal_failure)
     }
 
     async fn save(
@@ -173,12 +181,13 @@ impl EditHandler {
             Some(secret) => {
                 let claim = Claim { url, username, secret, credential_type, resource };
                 self.verifier.check(&claim)?;
-                let context = SealContext { owner, connection: id };
+                let origin = url.origin();
+                let context = SealContext { owner, connection: id, origin: &origin };
                 let (verified, sealed) = tokio::join!(self.verifier.verify(&claim), self.sealer.seal(secret, context));
                 Ok((verified?, Some(sealed.map_err(seal_failure)?)))
             }
             None => {
-                let secret = self.open(owner, id, sealed).await?;
+                let secret = self.open(owner, id, sealed, url).await?;
                 let claim = Claim { url, username, secret: &secret, credential_type, resource };
                 Ok((self.verifier.verify(&claim).await?, None))
             }
@@ -190,8 +199,8 @@ impl EditHandler {
         let id = connection_id(request)?;
         let (previous, sealed) = self.load(&owner, &id).await?;
         admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
-        let secret = self.open(&owner, &id, &sealed).await?;
         let stored = Stored::of(&previous)?;
+        let secret = self.open(&owner, &id, &sealed, &stored.url).await?;
         let claim = Claim {
             url: &stored.url,
             username: stored.username.as_ref(),

@@ -236,7 +236,9 @@ impl RecheckHandler {
             return Err(Check::RateLimited);
         }
         let id = ConnectionId::parse(&connection.id).ok_or(Check::Unusable)?;
-        let secret = match self.sealer.open(&due.sealed, SealContext { owner: &due.owner, connection: &id }).await {
+        let origin = url.origin();
+        let context = SealContext { owner: &due.owner, connection: &id, origin: &origin };
+        let secret = match self.sealer.open(&due.sealed, context).await {
             Ok(secret) => secret,
             Err(SealError::Rejected) => return Err(Check::Verdict(ApiError::SecretUnreadable)),
             Err(SealError::Unavailable(_)) => return Err(Check::Transient),

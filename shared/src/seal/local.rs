@@ -4,19 +4,19 @@
 use std::io::Write;
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
+use super::aead::{Cipher, KEY_LEN};
 use super::{SealContext, SealError, Sealed, Sealer};
 use crate::secret::Secret;
 
-const FORMAT_V1: u8 = 1;
-const NONCE_LEN: usize = 12;
+/// Version 2 binds the origin too; version 1 ciphertexts (owner and id only) no
+/// longer open, and the user is asked for the secret again.
+const FORMAT: u8 = 2;
 
 pub struct LocalSealer {
-    cipher: Aes256Gcm,
+    cipher: Cipher,
 }
 
 impl LocalSealer {
@@ -27,10 +27,9 @@ impl LocalSealer {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => create_key_file(path)?,
             Err(error) => return Err(format!("cannot read key file {}: {error}", path.display())),
         };
-        if key.len() != 32 {
-            return Err(format!("key file {} must hold exactly 32 bytes", path.display()));
-        }
-        Ok(Self { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)) })
+        let cipher = Cipher::new(&key)
+            .ok_or_else(|| format!("key file {} must hold exactly {KEY_LEN} bytes", path.display()))?;
+        Ok(Self { cipher })
     }
 }
 
@@ -39,7 +38,7 @@ fn create_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let key = Zeroizing::new(Aes256Gcm::generate_key(OsRng).to_vec());
+    let key = Cipher::generate_key();
     // create_new: two processes starting together must not both write a key.
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(mut file) => {
@@ -54,47 +53,18 @@ fn create_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
     }
 }
 
-fn associated_data(context: SealContext<'_>) -> Vec<u8> {
-    // Length-prefixed, so no two different contexts encode alike.
-    let mut aad = Vec::new();
-    for (key, value) in context.pairs() {
-        for part in [key.as_bytes(), value.as_bytes()] {
-            aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            aad.extend_from_slice(part);
-        }
-    }
-    aad
-}
-
 #[async_trait]
 impl Sealer for LocalSealer {
     async fn seal(&self, secret: &Secret, context: SealContext<'_>) -> Result<Sealed, SealError> {
-        let nonce = Aes256Gcm::generate_nonce(OsRng);
-        let aad = associated_data(context);
-        let ciphertext = self
-            .cipher
-            .encrypt(&nonce, Payload { msg: secret.expose().as_bytes(), aad: &aad })
-            .map_err(|_| SealError::Unavailable("encryption failed".into()))?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
-        out.push(FORMAT_V1);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
+        let mut out = vec![FORMAT];
+        self.cipher.seal_into(secret, context, &mut out)?;
         Ok(Sealed(out))
     }
 
     async fn open(&self, sealed: &Sealed, context: SealContext<'_>) -> Result<Secret, SealError> {
-        let bytes = &sealed.0;
-        if bytes.len() < 1 + NONCE_LEN || bytes[0] != FORMAT_V1 {
-            return Err(SealError::Rejected);
+        match sealed.0.split_first() {
+            Some((&FORMAT, rest)) => self.cipher.open(rest, context),
+            _ => Err(SealError::Rejected),
         }
-        let nonce = Nonce::from_slice(&bytes[1..1 + NONCE_LEN]);
-        let aad = associated_data(context);
-        let plaintext = Zeroizing::new(
-            self.cipher
-                .decrypt(nonce, Payload { msg: &bytes[1 + NONCE_LEN..], aad: &aad })
-                .map_err(|_| SealError::Rejected)?,
-        );
-        let text = std::str::from_utf8(&plaintext).map_err(|_| SealError::Rejected)?;
-        Ok(Secret::new(text.to_owned()))
     }
 }

@@ -2,6 +2,8 @@
 
 use url::Url;
 
+use crate::origin::Origin;
+
 pub const DEFAULT_CLOUD_URL: &str = "https://api.bitbucket.org/2.0";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +87,11 @@ impl ServerUrl {
 
     pub fn url(&self) -> &Url {
         &self.url
+    }
+
+    /// The origin a secret verified against this server is sealed to.
+    pub fn origin(&self) -> Origin {
+        Origin::of(&self.url)
     }
 
     /// `base` + `/segment/segment…`, each segment percent-encoded.
