@@ -18,6 +18,7 @@ pub mod problem;
 pub mod runtime;
 pub mod seal;
 pub mod secret;
+pub mod serve;
 pub mod store;
 pub mod tls;
 pub mod verify;

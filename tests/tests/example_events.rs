@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use blackbox::api::{Api, test_settings};
+use connections::handlers::WebHandler;
+use connections::handlers::web::WebConfig;
 
 fn events(function: &str) -> Vec<(String, String)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions").join(function).join("events");
@@ -116,4 +118,60 @@ async fn a_method_the_resource_lacks_is_refused_with_the_documents_allow_header(
         }
     }
     assert_eq!(checked, 7, "every routed example event");
+}
+
+/// `event` with its raw query string replaced, through the functions' own event loop.
+async fn with_query<F, Fut>(handle: F, event: &str, query: &str) -> serde_json::Value
+where
+    F: Fn(lambda_http::Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send + 'static,
+{
+    let mut event: serde_json::Value = serde_json::from_str(event).unwrap();
+    event["rawQueryString"] = query.into();
+    let payload: lambda_http::request::LambdaRequest = serde_json::from_value(event).unwrap();
+    let event = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
+    connections::serve::handle_event(handle, event).await.unwrap()
+}
+
+fn code_of(answer: &serde_json::Value) -> String {
+    let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap_or("{}")).unwrap_or_default();
+    body["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// API Gateway hands the query over as the client sent it. A raw `"`, `<` or space
+/// made `lambda_http` panic before any handler ran (a bare 502, on every route, the
+/// page's too); each function now answers 400 with a problem.
+#[tokio::test]
+async fn a_query_no_uri_may_carry_is_a_400_problem_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let api: &'static Api = Box::leak(Box::new(Api::embedded(dir.path(), test_settings())));
+    let web: &'static WebHandler = Box::leak(Box::new(WebHandler::new(&WebConfig { oidc: None })));
+    let bad = "q=\"<script>\" and more";
+    let example = |function: &str| events(function).remove(0).1;
+    let mut unguarded: serde_json::Value = serde_json::from_str(&example("list")).unwrap();
+    unguarded["rawQueryString"] = bad.into();
+    let converted = std::panic::catch_unwind(|| lambda_http::request::from_str(&unguarded.to_string()));
+    assert!(converted.is_err(), "lambda_http alone still converts this query: the guard may be unnecessary");
+
+    let answers = [
+        ("add", with_query(move |r| api.add.handle(r), &example("add"), bad).await),
+        ("list", with_query(move |r| api.list.handle(r), &example("list"), bad).await),
+        ("edit", with_query(move |r| api.edit.handle(r), &example("edit"), bad).await),
+        ("delete", with_query(move |r| api.delete.handle(r), &example("delete"), bad).await),
+        ("browse", with_query(move |r| api.browse.handle(r), &example("browse"), bad).await),
+        ("web", with_query(move |r| web.handle(r), &example("web"), bad).await),
+    ];
+    for (function, answer) in answers {
+        assert_eq!(answer["statusCode"], 400, "{function}: {answer}");
+        assert_eq!(code_of(&answer), "malformed_query", "{function}: {answer}");
+        assert_eq!(answer["headers"]["content-type"], "application/problem+json", "{function}");
+    }
+
+    // A well-formed query is the handler's, whatever header a client adds.
+    let listing = events("list").into_iter().find(|(file, _)| file == "list.json").unwrap().1;
+    let mut spoofed: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    spoofed["rawQueryString"] = "limit=5".into();
+    spoofed["headers"]["x-connections-malformed-query"] = "1".into();
+    let list = with_query(move |r| api.list.handle(r), &spoofed.to_string(), "limit=5").await;
+    assert_eq!(list["statusCode"], 200, "{list}");
 }

@@ -3,8 +3,9 @@
 use connections::config::Config;
 use connections::handlers::AddHandler;
 use connections::runtime;
+use connections::serve::serve_http;
 use connections::verify::Verifier;
-use lambda_http::{Error, service_fn};
+use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,9 +14,7 @@ async fn main() -> Result<(), Error> {
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
     let verifier = Verifier::new(&config.settings.bitbucket)?;
     let handler = AddHandler { store, sealer, verifier, settings: config.settings };
-    // Lives as long as the process; `run_concurrent` serves Lambda Managed Instances'
-    // concurrent invocations and, on classic Lambda, one at a time as `run` does.
+    // Lives as long as the process.
     let handler: &'static _ = Box::leak(Box::new(handler));
-    lambda_http::run_concurrent(service_fn(move |request| async move { Ok::<_, Error>(handler.handle(request).await) }))
-        .await
+    serve_http(move |request| handler.handle(request)).await
 }
