@@ -224,6 +224,19 @@ pub fn clean_text(text: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }
 
+/// Text someone else chose (a worker's name and words, a server's header), as it may
+/// appear inside a sentence of ours: plain, one line, capped at `max_chars` and in
+/// double quotes it cannot close, so it reads as a quotation and never as our words.
+pub fn quoted(text: &str, max_chars: usize) -> String {
+    let plain: String =
+        clean_text(text).unwrap_or_default().chars().filter(|c| !matches!(c, '"' | '“' | '”')).collect();
+    let mut capped: String = plain.chars().take(max_chars).collect();
+    if plain.chars().count() > max_chars {
+        capped.push('…');
+    }
+    format!("\"{capped}\"")
+}
+
 /// Unicode format characters (category Cf) that render as nothing or reorder
 /// text: bidi overrides, zero-width characters, the BOM, soft hyphens.
 pub fn is_invisible_format(c: char) -> bool {
@@ -411,6 +424,18 @@ pub fn now() -> OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_text_is_plain_capped_and_cannot_close_its_quotes() {
+        assert_eq!(quoted("pr-worker", 64), "\"pr-worker\"");
+        assert_eq!(quoted("a\"b\u{202e}c\nd", 64), "\"abcd\"");
+        assert_eq!(quoted(&"x".repeat(70), 64), format!("\"{}…\"", "x".repeat(64)));
+        assert_eq!(
+            quoted("<b>Click</b>", 64),
+            "\"<b>Click</b>\"",
+            "markup stays text: the page never renders HTML from data"
+        );
+    }
 
     #[test]
     fn names_are_trimmed_bounded_and_fold_case() {

@@ -283,7 +283,7 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     let issued = api
         .invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": other_id, "purpose": "api"}))
         .await;
-    let reported = json!({"action": "report", "owner": "alice", "connection_id": other_id, "version": issued["version"], "outcome": "unauthorized"});
+    let reported = json!({"action": "report", "owner": "alice", "connection_id": other_id, "version": issued["version"], "report_token": issued["report_token"], "outcome": "unauthorized"});
     assert_eq!(api.invoke_credentials(reported).await["ok"], true);
 
     let granted = granted();

@@ -156,7 +156,11 @@ async fn workers_get_what_git_and_the_api_need_for_each_kind() {
     .await;
     let request = |id: &str, purpose: &str| json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": purpose, "caller": "pr-worker"});
 
-    let git = api.invoke_credentials(request(&token, "git")).await;
+    let mut git = api.invoke_credentials(request(&token, "git")).await;
+    // The report token is checked in the reports' own test; here, that it is there.
+    for key in ["report_token", "report_token_expires_at"] {
+        assert!(git.as_object_mut().unwrap().remove(key).is_some_and(|v| v.is_string()), "{key}");
+    }
     assert_eq!(
         git,
         json!({"ok": true, "purpose": "git", "connection_id": token, "credential_type": "api_token",
@@ -219,22 +223,43 @@ async fn reports_from_use_keep_the_status_true_and_invalid_connections_are_refus
     let issued =
         api.invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": "git"})).await;
     let version = issued["version"].clone();
-    let forbidden = json!({"action": "report", "owner": "alice", "connection_id": id, "version": version, "outcome": "forbidden", "caller": "pr-worker", "detail": "push to a protected branch: 403"});
+    let token = issued["report_token"].clone();
+    assert!(issued["report_token_expires_at"].is_string(), "{issued}");
+
+    // Anyone else who can invoke the function cannot make the report: the version is
+    // a small counter, the token is not.
+    let unbound = json!({"action": "report", "owner": "alice", "connection_id": id, "version": version, "outcome": "unauthorized"});
+    assert_eq!(api.invoke_credentials(unbound).await["code"], "invalid_request", "a report needs its get's token");
+    for forged in ["", "v1.99999999999.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "guess"] {
+        let forgery = json!({"action": "report", "owner": "alice", "connection_id": id, "version": version, "report_token": forged, "outcome": "unauthorized"});
+        assert_eq!(api.invoke_credentials(forgery).await["code"], "invalid_report_token", "{forged:?}");
+    }
+    assert_eq!(get(&api, format!("/connections/{id}"), &[]).await.json["status"], "verified", "nothing recorded");
+
+    let forbidden = json!({"action": "report", "owner": "alice", "connection_id": id, "version": version, "report_token": token, "outcome": "forbidden", "caller": "pr-worker", "detail": "push to a protected branch: 403"});
     let warned = api.invoke_credentials(forbidden).await;
     assert_eq!(
         warned,
         json!({"ok": true, "status": "verified", "recorded": "refused_in_use", "version": 2}),
         "one refused action is not a verdict"
     );
-    let stale = json!({"action": "report", "owner": "alice", "connection_id": id, "version": version, "outcome": "unauthorized", "caller": "pr-worker"});
+    let stale = json!({"action": "report", "owner": "alice", "connection_id": id, "version": version, "report_token": token, "outcome": "unauthorized", "caller": "pr-worker"});
     assert_eq!(api.invoke_credentials(stale).await["code"], "stale_report", "issued before the last change");
-    let report = json!({"action": "report", "owner": "alice", "connection_id": id, "version": 2, "outcome": "unauthorized", "caller": "pr-worker", "detail": "push to https://x-token-auth:leaked@bitbucket.org/acme/api.git answered 401"});
+    let again =
+        api.invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": "git"})).await;
+    let report = json!({"action": "report", "owner": "alice", "connection_id": id, "version": again["version"], "report_token": again["report_token"], "outcome": "unauthorized", "caller": "pr-worker\" <b>Click https://evil.example</b>", "detail": "push to https://x-token-auth:leaked@bitbucket.org/acme/api.git answered 401"});
     let recorded = api.invoke_credentials(report).await;
     assert_eq!(recorded, json!({"ok": true, "status": "invalid", "recorded": "invalid_credentials", "version": 3}));
     let stored = get(&api, format!("/connections/{id}"), &[]).await;
     assert_eq!(stored.json["status"], "invalid");
     let detail = stored.json["status_detail"].as_str().unwrap();
     assert!(detail.contains("pr-worker") && !detail.contains("leaked"), "{detail}");
+    // What the worker wrote is quoted inside a sentence of ours and cannot close its quotes.
+    assert!(
+        detail.starts_with("Bitbucket refused these credentials when the worker \"pr-worker <b>Click https://evil.example</b>\" used them."),
+        "{detail}"
+    );
+    assert!(detail.contains("The worker said: \"push to https://bitbucket.org/acme/api.git answered 401\"."), "{detail}");
 
     let refused =
         api.invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": "git"})).await;

@@ -4,7 +4,9 @@
 //! Bitbucket said when they used it. The user's browser never sees a secret.
 //!
 //! Request: `{"action": "get", "owner", "connection_id", "purpose": "git"|"api", "caller"}`
-//! or `{"action": "report", "owner", "connection_id", "outcome": "unauthorized"|"forbidden", "caller", "detail"}`.
+//! or `{"action": "report", "owner", "connection_id", "version", "report_token", "outcome":
+//! "unauthorized"|"forbidden", "caller", "detail"}` with the `version` and `report_token`
+//! of a `get` answer: only a worker that obtained the credentials may report on them.
 //! Answer: `{"ok": true, ...}` or `{"ok": false, "code", "detail"}`; never an invocation error.
 
 use std::sync::Arc;
@@ -13,9 +15,10 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::report_token::{self, Subject};
 use super::seal_failure;
 use crate::config::Settings;
-use crate::domain::{Connection, ConnectionId, Owner, Status, clean_text, now};
+use crate::domain::{Connection, ConnectionId, Owner, Status, clean_text, now, quoted};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealer};
 use crate::secret::Secret;
@@ -55,11 +58,24 @@ pub enum CredentialsRequest {
         /// The `version` the `get` answer carried: a report about credentials the
         /// user has since replaced is stale and changes nothing.
         version: u64,
+        /// From the same `get` answer (see `report_token`).
+        report_token: String,
         outcome: Outcome,
         caller: Option<String>,
         detail: Option<String>,
     },
 }
+
+/// A report's claim to have used the credentials of one `get`.
+struct ReportClaim<'a> {
+    version: u64,
+    token: &'a str,
+    outcome: Outcome,
+    detail: Option<&'a str>,
+}
+
+const CALLER_MAX_CHARS: usize = 64;
+const DETAIL_MAX_CHARS: usize = 160;
 
 pub struct CredentialsHandler {
     pub store: Arc<dyn ConnectionStore>,
@@ -83,7 +99,7 @@ impl CredentialsHandler {
             Err(_) => {
                 return refusal(
                     "invalid_request",
-                    "Expected {\"action\": \"get\", \"owner\", \"connection_id\", \"purpose\": \"git\"|\"api\", \"caller\"} or {\"action\": \"report\", \"owner\", \"connection_id\", \"version\" (from the get answer), \"outcome\": \"unauthorized\"|\"forbidden\", \"caller\"}.",
+                    "Expected {\"action\": \"get\", \"owner\", \"connection_id\", \"purpose\": \"git\"|\"api\", \"caller\"} or {\"action\": \"report\", \"owner\", \"connection_id\", \"version\" and \"report_token\" (from the get answer), \"outcome\": \"unauthorized\"|\"forbidden\", \"caller\"}.",
                 );
             }
         };
@@ -106,9 +122,10 @@ impl CredentialsHandler {
                 );
                 answer
             }
-            CredentialsRequest::Report { owner, connection_id, version, outcome, caller, detail } => {
+            CredentialsRequest::Report { owner, connection_id, version, report_token, outcome, caller, detail } => {
                 let caller = caller_name(caller.as_deref());
-                let answer = self.report(&owner, &connection_id, version, outcome, &caller, detail.as_deref()).await;
+                let claim = ReportClaim { version, token: &report_token, outcome, detail: detail.as_deref() };
+                let answer = self.report(&owner, &connection_id, claim, &caller).await;
                 let result = answer.get("code").and_then(Value::as_str).unwrap_or("recorded");
                 tracing::info!(
                     audit = true,
@@ -167,7 +184,7 @@ impl CredentialsHandler {
                 Ok(secret) => secret,
                 Err(error) => return from_api(&seal_failure(error)),
             };
-        match purpose {
+        let mut answer = match purpose {
             Purpose::Git => git_credentials(&connection, &url, &secret),
             Purpose::Api => json!({
                 "ok": true,
@@ -178,38 +195,61 @@ impl CredentialsHandler {
                 "api_base": api_base(&url),
                 "authorization": authorization(&connection, &secret),
             }),
-        }
+        };
+        // Reports on these credentials are taken for an hour, or until the token itself expires.
+        let hour = now() + report_token::LIFETIME;
+        let expires_at = connection.expires_at.map_or(hour, |token_expiry| token_expiry.min(hour));
+        let subject = Subject { owner: &owner, connection: &id, version: connection.version };
+        answer["report_token"] = json!(report_token::issue(&secret, &subject, expires_at));
+        answer["report_token_expires_at"] =
+            json!(expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default());
+        answer
     }
 
     /// What a worker saw in use becomes the connection's status, conditioned
     /// on the version read: a concurrent user edit is never overwritten.
-    async fn report(
-        &self,
-        owner: &str,
-        id: &str,
-        version: u64,
-        outcome: Outcome,
-        caller: &str,
-        detail: Option<&str>,
-    ) -> Value {
+    async fn report(&self, owner: &str, id: &str, claim: ReportClaim<'_>, caller: &str) -> Value {
+        let ReportClaim { version, token, outcome, detail } = claim;
         let (owner, id) = match self.load(owner, id) {
             Ok(found) => found,
             Err(refused) => return refused,
         };
         let limit = self.settings.max_connections_per_owner;
-        let previous = match self.store.get(&owner, &id).await {
+        let (previous, sealed) = match self.store.get_sealed(&owner, &id).await {
             Ok(Some(found)) => found,
             Ok(None) => return from_api(&ApiError::NotFound),
             Err(error) => return from_api(&error.into_api("", limit)),
         };
+        let Ok(url) = ServerUrl::parse(&previous.url) else {
+            return refusal("service_unavailable", "The stored connection is unreadable.");
+        };
+        let origin = url.origin();
+        let secret =
+            match self.sealer.open(&sealed, SealContext { owner: &owner, connection: &id, origin: &origin }).await {
+                Ok(secret) => secret,
+                Err(error) => return from_api(&seal_failure(error)),
+            };
+        // Checked against the version the worker was issued, so that a worker whose
+        // credentials were superseded hears `stale_report`, not a forgery.
+        if !report_token::holds(token, &secret, &Subject { owner: &owner, connection: &id, version }, now()) {
+            return refusal(
+                "invalid_report_token",
+                "The report_token is not one a get of this connection issued, has expired (an hour after the get), or the credentials were replaced since; nothing was recorded. Get the credentials again and report with that answer's version and report_token.",
+            );
+        }
         if previous.version != version {
             return refusal(
                 "stale_report",
                 "The connection changed since these credentials were issued (the user may have replaced them); nothing was recorded.",
             );
         }
-        let seen =
-            detail.map(without_userinfo).and_then(|d| clean_text(&d)).map(|d| format!(" ({d})")).unwrap_or_default();
+        // The worker's words, quoted and capped inside a fixed sentence of ours.
+        let seen = detail
+            .map(without_userinfo)
+            .filter(|d| clean_text(d).is_some())
+            .map(|d| format!(" The worker said: {}.", quoted(&d, DETAIL_MAX_CHARS)))
+            .unwrap_or_default();
+        let caller = quoted(caller, CALLER_MAX_CHARS);
         let at = now();
         let mut next = previous.clone();
         next.version += 1;
@@ -217,7 +257,7 @@ impl CredentialsHandler {
         let code = match outcome {
             Outcome::Unauthorized => {
                 let what = format!(
-                    "Bitbucket refused these credentials when {caller} used them{seen}. Edit the connection with a new token."
+                    "Bitbucket refused these credentials when the worker {caller} used them. Edit the connection with a new token.{seen}"
                 );
                 next.record_failure("invalid_credentials", what, at);
                 "invalid_credentials"
@@ -228,7 +268,7 @@ impl CredentialsHandler {
                 next.warnings.retain(|w| w.code != "refused_in_use");
                 next.warnings.push(crate::domain::Warning {
                     code: "refused_in_use".into(),
-                    detail: format!("Bitbucket refused {caller} an action with these credentials{seen}. If the token lacks a scope, edit the connection with one that has read and write on repositories and pull requests."),
+                    detail: format!("Bitbucket refused the worker {caller} an action with these credentials. If the token lacks a scope, edit the connection with one that has read and write on repositories and pull requests.{seen}"),
                 });
                 "refused_in_use"
             }
@@ -260,8 +300,9 @@ fn without_userinfo(text: &str) -> String {
         .join(" ")
 }
 
+/// The worker's declared name, for the audit line; sentences quote it.
 fn caller_name(caller: Option<&str>) -> String {
-    caller.and_then(clean_text).map(|c| c.chars().take(128).collect()).unwrap_or_else(|| "an unnamed worker".into())
+    caller.and_then(clean_text).map(|c| c.chars().take(CALLER_MAX_CHARS).collect()).unwrap_or_else(|| "unnamed".into())
 }
 
 /// The API base requests go to: the connection's URL (`…/2.0`, or the Data

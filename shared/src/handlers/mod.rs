@@ -8,6 +8,7 @@ pub mod delete;
 pub mod edit;
 pub mod list;
 pub mod recheck;
+mod report_token;
 pub mod web;
 
 pub use add::AddHandler;
