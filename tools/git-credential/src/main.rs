@@ -69,13 +69,40 @@ fn read_request(input: impl BufRead) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether git asks for the origin the connection clones from.
-fn same_origin(request: &[(String, String)], clone_base: &str) -> bool {
+/// Whether git asks for what the connection clones from: its origin and, for a
+/// Data Center behind a context path (`https://host/bitbucket/scm/`), a repository
+/// under that path.
+fn asks_for(request: &[(String, String)], clone_base: &str) -> Result<bool, String> {
     let get = |key: &str| request.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-    let Ok(base) = url::Url::parse(clone_base) else { return false };
+    let Ok(base) = url::Url::parse(clone_base) else { return Ok(false) };
     let port = base.port().map(|p| format!(":{p}")).unwrap_or_default();
-    get("protocol") == Some(base.scheme())
-        && get("host") == Some(&format!("{}{port}", base.host_str().unwrap_or_default()))
+    let same_origin = get("protocol") == Some(base.scheme())
+        && get("host") == Some(&format!("{}{port}", base.host_str().unwrap_or_default()));
+    if !same_origin {
+        return Ok(false);
+    }
+    let under = base.path().trim_start_matches('/');
+    match get("path") {
+        Some(path) => Ok(path.starts_with(under)),
+        // git sends the path only with credential.useHttpPath; without it, a server
+        // shared by several applications under one host cannot be told apart.
+        None if under.is_empty() || under == "scm/" => Ok(true),
+        None => Err(format!(
+            "this connection's server lives under /{under}: run git with -c credential.useHttpPath=true so that the helper can check the repository is under it"
+        )),
+    }
+}
+
+/// git's protocol is one `key=value` per line: a value holding a line break or NUL
+/// would smuggle keys of its own (`\nhost=evil.example`).
+fn line_safe(value: &str) -> Result<&str, String> {
+    if value.contains(['\n', '\r', '\0']) {
+        return Err(
+            "the credentials hold a line break or NUL, which git's credential protocol cannot carry; nothing was sent"
+                .into(),
+        );
+    }
+    Ok(value)
 }
 
 async fn invoke(options: &Options) -> Result<Value, String> {
@@ -126,14 +153,14 @@ fn answer(request: &[(String, String)], credentials: &Value) -> Result<Option<St
         return Err(format!("{code}: {detail}"));
     }
     let base = credentials["clone_url_base"].as_str().unwrap_or_default();
-    if !same_origin(request, base) {
+    if !asks_for(request, base)? {
         return Ok(None);
     }
     if let (Some(user), Some(password)) = (credentials["username"].as_str(), credentials["password"].as_str()) {
-        return Ok(Some(format!("username={user}\npassword={password}\n")));
+        return Ok(Some(format!("username={}\npassword={}\n", line_safe(user)?, line_safe(password)?)));
     }
     let header = credentials["http_extra_header"].as_str().unwrap_or_default();
-    let token = header.strip_prefix("Authorization: Bearer ").unwrap_or_default();
+    let token = line_safe(header.strip_prefix("Authorization: Bearer ").unwrap_or_default())?;
     let can_bearer = request.iter().any(|(k, v)| k == "capability[]" && v == "authtype");
     if can_bearer && !token.is_empty() {
         return Ok(Some(format!("capability[]=authtype\nauthtype=Bearer\ncredential={token}\n")));
@@ -185,6 +212,35 @@ mod tests {
         assert_eq!(answer(&elsewhere, &credentials).unwrap(), None);
         let downgraded = request("protocol=http\nhost=bitbucket.org\n\n");
         assert_eq!(answer(&downgraded, &credentials).unwrap(), None);
+    }
+
+    #[test]
+    fn a_value_with_a_line_break_or_nul_is_never_written() {
+        let asked = request("protocol=https\nhost=bitbucket.org\n\n");
+        for smuggled in ["x-token-auth\nhost=evil.example", "user\r", "us\0er"] {
+            let as_user =
+                json!({"ok": true, "clone_url_base": "https://bitbucket.org/", "username": smuggled, "password": "s"});
+            assert!(answer(&asked, &as_user).is_err(), "{smuggled:?}");
+            let as_password =
+                json!({"ok": true, "clone_url_base": "https://bitbucket.org/", "username": "u", "password": smuggled});
+            assert!(answer(&asked, &as_password).is_err(), "{smuggled:?}");
+        }
+        let bearer = json!({"ok": true, "clone_url_base": "https://bitbucket.org/", "http_extra_header": "Authorization: Bearer t\nhost=evil"});
+        assert!(answer(&request("capability[]=authtype\nprotocol=https\nhost=bitbucket.org\n\n"), &bearer).is_err());
+    }
+
+    #[test]
+    fn behind_a_context_path_only_repositories_under_it_are_answered() {
+        let credentials =
+            json!({"ok": true, "clone_url_base": "https://git.corp/bitbucket/scm/", "username": "u", "password": "s"});
+        let under = request("protocol=https\nhost=git.corp\npath=bitbucket/scm/ops/infra.git\n\n");
+        assert_eq!(answer(&under, &credentials).unwrap().as_deref(), Some("username=u\npassword=s\n"));
+        let beside = request("protocol=https\nhost=git.corp\npath=jenkins/job.git\n\n");
+        assert_eq!(answer(&beside, &credentials).unwrap(), None);
+        let unknown = request("protocol=https\nhost=git.corp\n\n");
+        assert!(answer(&unknown, &credentials).unwrap_err().contains("useHttpPath"));
+        let root = json!({"ok": true, "clone_url_base": "https://git.corp/scm/", "username": "u", "password": "s"});
+        assert!(answer(&unknown, &root).unwrap().is_some(), "no context path: the host is the server's own");
     }
 
     #[test]
