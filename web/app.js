@@ -147,7 +147,9 @@ function renderDetail() {
     h('h2', {}, c.status === 'invalid' ? 'What it could do when Bitbucket last accepted it' : 'What it can do'),
     h('p', {}, capabilitySummary(c.capabilities)),
     h('ul', { class: 'capabilities' }, capabilityLines(c.capabilities).map((line) => h('li', {}, `${line.label}: ${line.text}`)))));
-  if (Array.isArray(c.warnings) && c.warnings.length) {
+  // Warnings come from the last success: while the connection is unusable they are not true.
+  const usable = c.status !== 'invalid' && c.status !== 'expired';
+  if (usable && Array.isArray(c.warnings) && c.warnings.length) {
     parts.push(h('div', { class: 'panel' }, h('h2', {}, 'Notes'), h('ul', { class: 'warnings' }, c.warnings.map((w) => h('li', {}, w.detail)))));
   }
   parts.push(h('div', { class: 'panel' }, h('h2', {}, 'Details'), h('dl', { class: 'facts' },

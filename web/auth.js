@@ -76,17 +76,19 @@ export async function finishSignIn(oidc) {
   const pending = sessionStorage.getItem(PENDING);
   sessionStorage.removeItem(PENDING);
   history.replaceState(null, '', `${location.pathname}${location.hash}`);
-  if (params.has('error')) {
-    return `The sign-in service refused: ${params.get('error_description') || params.get('error')}.`;
-  }
   let saved = null;
   try {
     saved = JSON.parse(pending || 'null');
   } catch {
     saved = null;
   }
+  // Anyone can link here with ?error=…&error_description=<their text>: only an answer
+  // to the request this page sent (its state) may put the provider's words on it.
   if (!saved || saved.state !== params.get('state')) {
     return 'The sign-in answer does not belong to this page. Sign in again.';
+  }
+  if (params.has('error')) {
+    return `The sign-in service refused: ${params.get('error_description') || params.get('error')}.`;
   }
   try {
     const doc = await discover(oidc);

@@ -259,7 +259,10 @@ async fn reports_from_use_keep_the_status_true_and_invalid_connections_are_refus
         detail.starts_with("Bitbucket refused these credentials when the worker \"pr-worker <b>Click https://evil.example</b>\" used them."),
         "{detail}"
     );
-    assert!(detail.contains("The worker said: \"push to https://bitbucket.org/acme/api.git answered 401\"."), "{detail}");
+    assert!(
+        detail.contains("The worker said: \"push to https://bitbucket.org/acme/api.git answered 401\"."),
+        "{detail}"
+    );
 
     let refused =
         api.invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": "git"})).await;

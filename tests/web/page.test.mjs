@@ -366,6 +366,7 @@ scenario('view, rename with If-Match, a new server needs the secret again, re-ve
   assert.match(await text(page, '#status'), /Bitbucket refused “renamed”/);
   assert.equal(await page.getAttribute('#status', 'data-tone'), 'bad', 'a refusal is not shown as a success');
   assert.match(await text(page, '#detail-body'), /Edit the connection to enter a new token/);
+  assert.equal(await page.locator('#detail-body ul.warnings').count(), 0, 'no note from the last success while invalid');
   await shot(page, 'detail-invalid', { fullPage: true });
   await page.click('a.back');
   await until(page, 'the list shows it invalid', () => /Invalid/.test(document.getElementById('connections').innerText));
@@ -565,6 +566,14 @@ scenario('deployed sign-in: authorization code with PKCE (S256), token in memory
   });
   await new Promise((resolve) => server.listen(issuerPort, '127.0.0.1', resolve));
   try {
+    // A link made by someone else, with their words as the provider's error: not shown.
+    const lured = await newPage(null, { origin: oidcBase });
+    await lured.goto(`${oidcBase}/?error=access_denied&error_description=${encodeURIComponent('Your account is locked. Call +1 555 0100')}&state=forged`);
+    await until(lured, 'the forged answer is refused', () => !document.getElementById('signin-view').hidden);
+    assert.doesNotMatch(await text(lured, '#signin-text'), /locked|555/, 'the attacker\'s text is not on the page');
+    assert.match(await text(lured, '#signin-text'), /does not belong to this page/);
+    await lured.close();
+
     const page = await newPage(null, { origin: oidcBase });
     await page.goto(`${oidcBase}/`);
     await until(page, 'the page is back from the provider with a token', () => document.getElementById('loading').hidden);

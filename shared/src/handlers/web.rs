@@ -132,6 +132,10 @@ fn strong_etag(body: &str) -> String {
 pub struct WebHandler {
     assets: Vec<Asset>,
     csp: HeaderValue,
+    /// Deployed, the page signs in and is served over HTTPS only (API Gateway has no
+    /// plain-HTTP endpoint); locally it is plain HTTP on loopback, where HSTS would
+    /// stick to 127.0.0.1 for every other local server.
+    strict_transport: bool,
 }
 
 impl WebHandler {
@@ -157,7 +161,7 @@ impl WebHandler {
         );
         // Origins were checked to be plain ASCII URLs: the value is always valid.
         let csp = HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
-        Self { assets, csp }
+        Self { assets, csp, strict_transport: config.oidc.is_some() }
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {
@@ -220,6 +224,9 @@ impl WebHandler {
         headers.insert(header::CONTENT_SECURITY_POLICY, self.csp.clone());
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        if self.strict_transport {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+        }
     }
 }
 
@@ -273,6 +280,19 @@ mod tests {
             assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         }
         assert!(text(&get(&handler, "/", None)).contains("<!doctype html>"));
+    }
+
+    #[test]
+    fn strict_transport_security_is_sent_where_the_page_signs_in_and_never_locally() {
+        let local = WebHandler::new(&WebConfig::default());
+        assert!(get(&local, "/", None).headers().get(header::STRICT_TRANSPORT_SECURITY).is_none());
+        let deployed = WebHandler::new(
+            &config(&[("OIDC_ISSUER", "https://login.example.com"), ("OIDC_CLIENT_ID", "page")]).unwrap(),
+        );
+        for path in ["/", "/app.js", "/missing"] {
+            let response = get(&deployed, path, None);
+            assert_eq!(response.headers()[header::STRICT_TRANSPORT_SECURITY], "max-age=31536000", "{path}");
+        }
     }
 
     #[test]
