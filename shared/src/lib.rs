@@ -1,4 +1,4 @@
-//! Personal Bitbucket connections: everything the four Lambda functions share.
+//! Personal Bitbucket connections: everything the eight Lambda functions share.
 //!
 //! Route table → function binary → handler module here → ports (`store`, `seal`)
 //! and the Bitbucket `verify`er.
