@@ -211,7 +211,7 @@ async fn without_a_principal_every_route_is_401() {
 }
 
 #[tokio::test]
-async fn the_table_holds_ciphertext_bound_to_its_owner_and_id() {
+async fn the_table_holds_an_envelope_bound_to_owner_id_and_origin() {
     let _logs = blackbox::logs::guard();
     let (api, aws, fake) = setup().await;
     let created = api.send(Call::post("/connections").user("alice").json(token_body(&fake, "work"))).await;
@@ -226,21 +226,30 @@ async fn the_table_holds_ciphertext_bound_to_its_owner_and_id() {
     let ciphertext = item["secret"].as_b().unwrap().clone();
     assert!(!String::from_utf8_lossy(ciphertext.as_ref()).contains(API_TOKEN));
 
-    let decrypt = |owner: &str, connection: &str| {
+    // An envelope: 2, the encrypted data key's length (u16), the key KMS encrypted, then
+    // the secret under AES-256-GCM. KMS binds the data key to owner, id and origin.
+    let bytes = ciphertext.as_ref();
+    assert_eq!(bytes[0], 2, "the envelope format");
+    let length = usize::from(u16::from_be_bytes([bytes[1], bytes[2]]));
+    let data_key = bytes[3..3 + length].to_vec();
+    let origin = fake.origin.clone();
+    let decrypt = |owner: &str, connection: &str, origin: &str| {
         aws.kms
             .decrypt()
-            .ciphertext_blob(Blob::new(ciphertext.as_ref().to_vec()))
+            .ciphertext_blob(Blob::new(data_key.clone()))
             .encryption_context("owner", owner)
             .encryption_context("connection_id", connection)
+            .encryption_context("origin", origin)
             .send()
     };
-    let opened = decrypt("alice", &id).await.expect("opens under its own context");
-    assert_eq!(opened.plaintext().unwrap().as_ref(), API_TOKEN.as_bytes());
-    assert!(decrypt("mallory", &id).await.is_err(), "another owner's context must not open it");
+    let opened = decrypt("alice", &id, &origin).await.expect("opens under its own context");
+    assert_eq!(opened.plaintext().unwrap().as_ref().len(), 32, "an AES-256 data key");
+    assert!(decrypt("mallory", &id, &origin).await.is_err(), "another owner's context must not open it");
     assert!(
-        decrypt("alice", "01934a6e-0000-7000-8000-000000000000").await.is_err(),
+        decrypt("alice", "01934a6e-0000-7000-8000-000000000000", &origin).await.is_err(),
         "another id's context must not open it"
     );
+    assert!(decrypt("alice", &id, "https://evil.example:443").await.is_err(), "another origin must not open it");
 }
 
 #[tokio::test]
