@@ -226,15 +226,15 @@ pub fn clean_text(text: &str) -> Option<String> {
 
 /// Text someone else chose (a worker's name and words, a server's header), as it may
 /// appear inside a sentence of ours: plain, one line, capped at `max_chars` and in
-/// double quotes it cannot close, so it reads as a quotation and never as our words.
+/// single quotes it cannot close, so it reads as a quotation and never as our words.
 pub fn quoted(text: &str, max_chars: usize) -> String {
     let plain: String =
-        clean_text(text).unwrap_or_default().chars().filter(|c| !matches!(c, '"' | '“' | '”')).collect();
+        clean_text(text).unwrap_or_default().chars().filter(|c| !matches!(c, '\'' | '‘' | '’')).collect();
     let mut capped: String = plain.chars().take(max_chars).collect();
     if plain.chars().count() > max_chars {
         capped.push('…');
     }
-    format!("\"{capped}\"")
+    format!("'{capped}'")
 }
 
 /// Unicode format characters (category Cf) that render as nothing or reorder
@@ -427,14 +427,10 @@ mod tests {
 
     #[test]
     fn quoted_text_is_plain_capped_and_cannot_close_its_quotes() {
-        assert_eq!(quoted("pr-worker", 64), "\"pr-worker\"");
-        assert_eq!(quoted("a\"b\u{202e}c\nd", 64), "\"abcd\"");
-        assert_eq!(quoted(&"x".repeat(70), 64), format!("\"{}…\"", "x".repeat(64)));
-        assert_eq!(
-            quoted("<b>Click</b>", 64),
-            "\"<b>Click</b>\"",
-            "markup stays text: the page never renders HTML from data"
-        );
+        assert_eq!(quoted("pr-worker", 64), "'pr-worker'");
+        assert_eq!(quoted("a'b\u{202e}c\nd", 64), "'abcd'");
+        assert_eq!(quoted(&"x".repeat(70), 64), format!("'{}…'", "x".repeat(64)));
+        assert_eq!(quoted("<b>Click</b>", 64), "'<b>Click</b>'", "markup stays text: the page never renders HTML");
     }
 
     #[test]

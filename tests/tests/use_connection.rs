@@ -247,7 +247,7 @@ async fn reports_from_use_keep_the_status_true_and_invalid_connections_are_refus
     assert_eq!(api.invoke_credentials(stale).await["code"], "stale_report", "issued before the last change");
     let again =
         api.invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": "git"})).await;
-    let report = json!({"action": "report", "owner": "alice", "connection_id": id, "version": again["version"], "report_token": again["report_token"], "outcome": "unauthorized", "caller": "pr-worker\" <b>Click https://evil.example</b>", "detail": "push to https://x-token-auth:leaked@bitbucket.org/acme/api.git answered 401"});
+    let report = json!({"action": "report", "owner": "alice", "connection_id": id, "version": again["version"], "report_token": again["report_token"], "outcome": "unauthorized", "caller": "pr-worker' <b>Click https://evil.example</b>", "detail": "push to https://x-token-auth:leaked@bitbucket.org/acme/api.git answered 401"});
     let recorded = api.invoke_credentials(report).await;
     assert_eq!(recorded, json!({"ok": true, "status": "invalid", "recorded": "invalid_credentials", "version": 3}));
     let stored = get(&api, format!("/connections/{id}"), &[]).await;
@@ -256,13 +256,12 @@ async fn reports_from_use_keep_the_status_true_and_invalid_connections_are_refus
     assert!(detail.contains("pr-worker") && !detail.contains("leaked"), "{detail}");
     // What the worker wrote is quoted inside a sentence of ours and cannot close its quotes.
     assert!(
-        detail.starts_with("Bitbucket refused these credentials when the worker \"pr-worker <b>Click https://evil.example</b>\" used them."),
+        detail.starts_with(
+            "Bitbucket refused these credentials when the worker 'pr-worker <b>Click https://evil.example</b>' used them."
+        ),
         "{detail}"
     );
-    assert!(
-        detail.contains("The worker said: \"push to https://bitbucket.org/acme/api.git answered 401\"."),
-        "{detail}"
-    );
+    assert!(detail.contains("The worker said: 'push to https://bitbucket.org/acme/api.git answered 401'."), "{detail}");
 
     let refused =
         api.invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": id, "purpose": "git"})).await;
