@@ -78,6 +78,25 @@ function badge(status) {
   return h('span', { class: `badge badge-${status}` }, STATUS_LABELS[status] || status);
 }
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+
+/** "3 hours ago by pr-worker (git)", from when a worker last obtained the credentials. */
+function lastUsed(used) {
+  if (!used || !used.at) return 'Not used yet';
+  const elapsed = Date.now() - new Date(used.at).getTime();
+  if (Number.isNaN(elapsed)) return used.at;
+  const [amount, unit] = elapsed < 60 * 60 * 1000 ? [Math.round(elapsed / 60000), 'minute']
+    : elapsed < DAY_MS ? [Math.round(elapsed / 3600000), 'hour'] : [Math.round(elapsed / DAY_MS), 'day'];
+  return h('span', {}, h('time', { datetime: used.at }, relative.format(-amount, unit)), ` by ${used.caller} (${used.purpose})`);
+}
+
+/** Used once and not since, or never used, for 90 days. */
+function unusedFor90Days(c) {
+  const since = new Date((c.last_used && c.last_used.at) || c.created_at).getTime();
+  return Date.now() - since > 90 * DAY_MS;
+}
+
 function fact(term, value) {
   return h('div', {}, h('dt', {}, term), h('dd', {}, value));
 }
@@ -147,6 +166,10 @@ function renderDetail() {
     h('h2', {}, c.status === 'invalid' ? 'What it could do when Bitbucket last accepted it' : 'What it can do'),
     h('p', {}, capabilitySummary(c.capabilities)),
     h('ul', { class: 'capabilities' }, capabilityLines(c.capabilities).map((line) => h('li', {}, `${line.label}: ${line.text}`)))));
+  if (unusedFor90Days(c)) {
+    parts.push(h('div', { class: 'panel' }, h('h2', {}, 'Not used for 90 days'),
+      h('p', {}, 'No worker has used this connection for 90 days. If nothing needs it any more, delete it: a token nobody uses is only a risk.')));
+  }
   // Warnings come from the last success: while the connection is unusable they are not true.
   const usable = c.status !== 'invalid' && c.status !== 'expired';
   if (usable && Array.isArray(c.warnings) && c.warnings.length) {
@@ -162,6 +185,7 @@ function renderDetail() {
     c.git_username ? fact('Git username', h('code', {}, c.git_username)) : null,
     fact('Expires', c.expires_at ? when(c.expires_at, dateOnly) : 'Not set'),
     fact('Last verified', when(c.verified_at)),
+    fact('Last used', lastUsed(c.last_used)),
     fact('Added', when(c.created_at)))));
   $('detail-body').replaceChildren(...parts);
 }

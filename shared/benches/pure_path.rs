@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use connections::config::Settings;
 use connections::credential::Capabilities;
 use connections::domain::{
-    Account, Connection, ConnectionId, CredentialType, NewConnection, Owner, Provider, Status, now,
+    Account, Connection, ConnectionId, CredentialType, LastUsed, NewConnection, Owner, Provider, Status, now,
 };
 use connections::handlers::ListHandler;
 use connections::handlers::list::PageBody;
@@ -96,6 +96,9 @@ impl ConnectionStore for Instant {
         Ok(())
     }
     async fn mark_announced(&self, _: &Owner, _: Announced<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn record_use(&self, _: &Owner, _: &ConnectionId, _: &LastUsed) -> Result<(), StoreError> {
         Ok(())
     }
     async fn count_verification(&self, _: &Owner, _: u32, _: i64) -> Result<Option<u64>, StoreError> {

@@ -298,6 +298,10 @@ pub struct Connection {
     /// Stored as text, so DynamoDB's TTL (which reads numbers only) never deletes the connection.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// When a worker last obtained the credentials, and which: recorded at most once an
+    /// hour, so a busy worker adds no write per use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<LastUsed>,
     #[serde(with = "time::serde::rfc3339")]
     pub verified_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -305,6 +309,22 @@ pub struct Connection {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     pub version: u64,
+}
+
+/// A worker's use of a connection, as the worker declared it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastUsed {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `git` or `api`.
+    pub purpose: String,
+    /// The worker's declared name (plain, capped).
+    pub caller: String,
+}
+
+impl LastUsed {
+    /// How often a use is written down: a busy worker costs one write an hour.
+    pub const EVERY: time::Duration = time::Duration::hours(1);
 }
 
 /// What a new connection is made of, besides Bitbucket's verdict.
@@ -337,6 +357,7 @@ impl Connection {
             status_reason: None,
             status_detail: None,
             expires_at: new.expires_at,
+            last_used: None,
             verified_at: at,
             created_at: at,
             updated_at: at,

@@ -1,6 +1,7 @@
-//! Status-change events the product acts on (e.g. emailing the user): the port
-//! and its adapters (EventBridge deployed, the log locally). The event's shape
-//! is documented in `infra/connection-status-changed.schema.json`.
+//! Events the product acts on (e.g. emailing the user): a connection's status
+//! changed, or nobody has used it for 90 days. The port and its adapters
+//! (EventBridge deployed, the log locally). Their shapes are documented in
+//! `infra/connection-status-changed.schema.json` and `infra/connection-unused.schema.json`.
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -9,6 +10,7 @@ use crate::domain::Status;
 
 pub const SOURCE: &str = "bitbucket-connections";
 pub const DETAIL_TYPE: &str = "Connection status changed";
+pub const UNUSED_DETAIL_TYPE: &str = "Connection unused";
 
 /// The `detail` of one event. Never a secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -30,10 +32,62 @@ pub struct StatusChanged {
     pub changed_at: time::OffsetDateTime,
 }
 
+/// The `detail` of the event that tells a connection nobody has used for
+/// [`Unused::DAYS`] days (and again every 90 more): a token kept for nothing is only a risk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unused {
+    pub owner: String,
+    pub connection_id: String,
+    pub name: String,
+    /// The last use, absent when a worker never used it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<crate::domain::LastUsed>,
+    /// The last use, or the connection's creation.
+    #[serde(with = "time::serde::rfc3339")]
+    pub idle_since: time::OffsetDateTime,
+    /// Whole idle days told: 90, 180, …
+    pub days: u32,
+}
+
+impl Unused {
+    pub const DAYS: u32 = 90;
+}
+
+/// One event of either kind.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    StatusChanged(&'a StatusChanged),
+    Unused(&'a Unused),
+}
+
+impl Event<'_> {
+    pub fn detail_type(&self) -> &'static str {
+        match self {
+            Self::StatusChanged(_) => DETAIL_TYPE,
+            Self::Unused(_) => UNUSED_DETAIL_TYPE,
+        }
+    }
+
+    fn connection_id(&self) -> &str {
+        match self {
+            Self::StatusChanged(event) => &event.connection_id,
+            Self::Unused(event) => &event.connection_id,
+        }
+    }
+
+    fn detail(&self) -> Result<String, String> {
+        match self {
+            Self::StatusChanged(event) => serde_json::to_string(event),
+            Self::Unused(event) => serde_json::to_string(event),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
 #[async_trait]
 pub trait Events: Send + Sync {
     /// Publishes one event; an error means it was not accepted and must be retried.
-    async fn publish(&self, event: &StatusChanged) -> Result<(), String>;
+    async fn publish(&self, event: Event<'_>) -> Result<(), String>;
 }
 
 /// EventBridge `PutEvents` on one bus.
@@ -59,14 +113,13 @@ impl EventBridgeEvents {
 
 #[async_trait]
 impl Events for EventBridgeEvents {
-    async fn publish(&self, event: &StatusChanged) -> Result<(), String> {
-        let detail = serde_json::to_string(event).map_err(|e| e.to_string())?;
+    async fn publish(&self, event: Event<'_>) -> Result<(), String> {
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(SOURCE)
-            .detail_type(DETAIL_TYPE)
-            .detail(detail)
-            .resources(format!("connection/{}", event.connection_id))
+            .detail_type(event.detail_type())
+            .detail(event.detail()?)
+            .resources(format!("connection/{}", event.connection_id()))
             .build();
         let output = self
             .client()
@@ -89,9 +142,9 @@ pub struct LoggedEvents;
 
 #[async_trait]
 impl Events for LoggedEvents {
-    async fn publish(&self, event: &StatusChanged) -> Result<(), String> {
-        let detail = serde_json::to_string(event).map_err(|e| e.to_string())?;
-        tracing::info!(event = DETAIL_TYPE, source = SOURCE, detail, "event");
+    async fn publish(&self, event: Event<'_>) -> Result<(), String> {
+        let detail = event.detail()?;
+        tracing::info!(event = event.detail_type(), source = SOURCE, detail, "event");
         Ok(())
     }
 }

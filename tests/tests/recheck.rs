@@ -10,7 +10,7 @@ use blackbox::emulator;
 use blackbox::fake_bitbucket::*;
 use connections::config::RecheckSettings;
 use connections::credential::{Capabilities, CredentialType};
-use connections::domain::{Account, Connection, ConnectionId, NewConnection, Owner, Provider};
+use connections::domain::{Account, Connection, ConnectionId, LastUsed, NewConnection, Owner, Provider};
 use connections::events::EventBridgeEvents;
 use connections::handlers::RecheckHandler;
 use connections::handlers::recheck::RunReport;
@@ -26,6 +26,7 @@ struct Env {
     fake: FakeBitbucket,
     recheck: RecheckHandler,
     queue_url: String,
+    unused_queue_url: String,
 }
 
 /// An SQS call in its JSON protocol, straight to the emulator.
@@ -54,25 +55,29 @@ async fn env(settings: RecheckSettings) -> Env {
     let events = aws_sdk_eventbridge::Client::new(&sdk);
     let bus = format!("{}-bus", aws.table);
     events.create_event_bus().name(&bus).send().await.expect("event bus");
-    let queue = format!("{}-q", aws.table);
-    let queue_url =
-        sqs("CreateQueue", json!({"QueueName": queue})).await["QueueUrl"].as_str().expect("queue url").to_owned();
-    events
-        .put_rule()
-        .name("status")
-        .event_bus_name(&bus)
-        .event_pattern(
-            json!({"source": ["bitbucket-connections"], "detail-type": ["Connection status changed"]}).to_string(),
-        )
-        .send()
-        .await
-        .expect("rule");
-    let target = aws_sdk_eventbridge::types::Target::builder()
-        .id("queue")
-        .arn(format!("arn:aws:sqs:us-east-1:123456789012:{queue}"))
-        .build()
-        .unwrap();
-    events.put_targets().rule("status").event_bus_name(&bus).targets(target).send().await.expect("target");
+    // One queue per kind of event, each fed by a rule on its detail-type, as a product would subscribe.
+    let mut queue_urls = Vec::new();
+    for (rule, detail_type) in [("status", "Connection status changed"), ("unused", "Connection unused")] {
+        let queue = format!("{}-{rule}", aws.table);
+        let created = sqs("CreateQueue", json!({"QueueName": queue})).await;
+        queue_urls.push(created["QueueUrl"].as_str().expect("queue url").to_owned());
+        events
+            .put_rule()
+            .name(rule)
+            .event_bus_name(&bus)
+            .event_pattern(json!({"source": ["bitbucket-connections"], "detail-type": [detail_type]}).to_string())
+            .send()
+            .await
+            .expect("rule");
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("queue")
+            .arn(format!("arn:aws:sqs:us-east-1:123456789012:{queue}"))
+            .build()
+            .unwrap();
+        events.put_targets().rule(rule).event_bus_name(&bus).targets(target).send().await.expect("target");
+    }
+    let unused_queue_url = queue_urls.pop().expect("two queues");
+    let queue_url = queue_urls.pop().expect("two queues");
     let recheck = RecheckHandler {
         store: api.store.clone(),
         sealer: api.sealer.clone(),
@@ -81,7 +86,7 @@ async fn env(settings: RecheckSettings) -> Env {
         events: Arc::new(EventBridgeEvents::lazy(sdk, bus)),
         settings,
     };
-    Env { api, aws, fake, recheck, queue_url }
+    Env { api, aws, fake, recheck, queue_url, unused_queue_url }
 }
 
 impl Env {
@@ -89,24 +94,14 @@ impl Env {
         self.recheck.run(Instant::now() + Duration::from_secs(60)).await
     }
 
-    /// Every event delivered so far, as their `detail`s.
+    /// Every status-change event delivered so far, as their `detail`s.
     async fn events(&self) -> Vec<Value> {
-        let mut details = Vec::new();
-        loop {
-            let received = sqs("ReceiveMessage", json!({"QueueUrl": self.queue_url, "MaxNumberOfMessages": 10})).await;
-            let messages = received["Messages"].as_array().cloned().unwrap_or_default();
-            if messages.is_empty() {
-                return details;
-            }
-            for message in messages {
-                let event: Value = serde_json::from_str(message["Body"].as_str().unwrap()).unwrap();
-                assert_eq!(event["source"], "bitbucket-connections");
-                assert_eq!(event["detail-type"], "Connection status changed");
-                details.push(event["detail"].clone());
-                sqs("DeleteMessage", json!({"QueueUrl": self.queue_url, "ReceiptHandle": message["ReceiptHandle"]}))
-                    .await;
-            }
-        }
+        delivered(&self.queue_url, "Connection status changed").await
+    }
+
+    /// Every "Connection unused" event delivered so far, as their `detail`s.
+    async fn unused_events(&self) -> Vec<Value> {
+        delivered(&self.unused_queue_url, "Connection unused").await
     }
 
     async fn add(&self, body: Value) -> Value {
@@ -117,6 +112,25 @@ impl Env {
 
     async fn get(&self, id: &str) -> Value {
         self.api.send(Call::get(format!("/connections/{id}")).user("alice")).await.json
+    }
+}
+
+/// Every event delivered to `queue_url` so far, as their `detail`s.
+async fn delivered(queue_url: &str, detail_type: &str) -> Vec<Value> {
+    let mut details = Vec::new();
+    loop {
+        let received = sqs("ReceiveMessage", json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10})).await;
+        let messages = received["Messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            return details;
+        }
+        for message in messages {
+            let event: Value = serde_json::from_str(message["Body"].as_str().unwrap()).unwrap();
+            assert_eq!(event["source"], "bitbucket-connections");
+            assert_eq!(event["detail-type"], detail_type);
+            details.push(event["detail"].clone());
+            sqs("DeleteMessage", json!({"QueueUrl": queue_url, "ReceiptHandle": message["ReceiptHandle"]})).await;
+        }
     }
 }
 
@@ -342,4 +356,62 @@ fn verification() -> Verification {
         warnings: Vec::new(),
         git_username: Some("x-bitbucket-api-token-auth".into()),
     }
+}
+
+/// Nobody has used a connection for 90 days: one "Connection unused" event, told at
+/// the first check past the crossing and not again; a connection in use says nothing.
+#[tokio::test]
+async fn a_connection_unused_for_90_days_is_told_once() {
+    let _logs = blackbox::logs::guard();
+    let env = env(immediately()).await;
+    let owner = Owner::parse("alice").unwrap();
+    let url = env.fake.url("cloud");
+    let origin = ServerUrl::parse(&url).unwrap().origin();
+    let added = connections::domain::now() - time::Duration::days(100);
+    let mut ids = Vec::new();
+    for name in ["idle", "busy"] {
+        let id = ConnectionId::new();
+        let secret = Secret::new(API_TOKEN.to_owned());
+        let context = SealContext { owner: &owner, connection: &id, origin: &origin };
+        let sealed = env.api.sealer.seal(&secret, context).await.unwrap();
+        let new = NewConnection {
+            id: &id,
+            name,
+            url: &url,
+            username: Some(API_TOKEN_EMAIL),
+            resource: None,
+            expires_at: None,
+        };
+        env.api
+            .store
+            .create(&owner, &Connection::verified(new, verification(), added), &sealed, 100, None)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let used = LastUsed {
+        at: connections::domain::now() - time::Duration::days(10),
+        purpose: "git".into(),
+        caller: "pr-worker".into(),
+    };
+    env.api.store.record_use(&owner, &ids[1], &used).await.unwrap();
+
+    let report = env.run().await;
+    assert_eq!(report.verified, 2, "{report:?}");
+    let told = env.unused_events().await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        (&told[0]["connection_id"], &told[0]["name"], &told[0]["days"]),
+        (&json!(ids[0].to_string()), &json!("idle"), &json!(90))
+    );
+    assert!(told[0].get("last_used").is_none(), "never used: {}", told[0]);
+    let schema_path = blackbox::watch::repository_root().join("infra/connection-unused.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
+    assert!(validator.is_valid(&told[0]), "the event matches infra/connection-unused.schema.json: {}", told[0]);
+
+    let again = env.run().await;
+    assert_eq!(again.verified, 2, "{again:?}");
+    assert!(env.unused_events().await.is_empty(), "told once, not at every check");
+    assert!(env.events().await.is_empty(), "no status changed");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use blackbox::emulator;
 use connections::credential::Capabilities;
 use connections::domain::{
-    Account, Connection, ConnectionId, CredentialType, NewConnection, Owner, Provider, Status, now,
+    Account, Connection, ConnectionId, CredentialType, LastUsed, NewConnection, Owner, Provider, Status, now,
 };
 use connections::seal::Sealed;
 use connections::store::{Announced, ConnectionStore, DueAt, DynamoStore, EmbeddedStore, Expected, StoreError};
@@ -73,6 +73,28 @@ async fn create_then_read_back(store: Store) {
     let (read, secret) = store.get_sealed(&alice, &id_of(&c)).await.unwrap().unwrap();
     assert_eq!((read, secret), (c.clone(), sealed(1)));
     assert_eq!(store.get(&owner("bob"), &id_of(&c)).await.unwrap(), None, "another owner sees nothing");
+}
+
+/// A use is written at most once an hour and never moves the version (no user edit
+/// or worker report conflicts with it); a gone connection is left gone.
+async fn uses_are_recorded_at_most_once_an_hour(store: Store) {
+    let alice = owner("alice");
+    let c = connection("Used");
+    store.create(&alice, &c, &sealed(1), 100, None).await.unwrap();
+    let at = now();
+    let first = LastUsed { at, purpose: "git".into(), caller: "pr-worker".into() };
+    store.record_use(&alice, &id_of(&c), &first).await.unwrap();
+    let read = store.get(&alice, &id_of(&c)).await.unwrap().unwrap();
+    assert_eq!((read.last_used.as_ref(), read.version), (Some(&first), c.version));
+    let soon = LastUsed { at: at + time::Duration::minutes(59), purpose: "api".into(), caller: "importer".into() };
+    store.record_use(&alice, &id_of(&c), &soon).await.unwrap();
+    assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap().unwrap().last_used, Some(first), "within the hour");
+    let later = LastUsed { at: at + time::Duration::minutes(61), purpose: "api".into(), caller: "importer".into() };
+    store.record_use(&alice, &id_of(&c), &later).await.unwrap();
+    assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap().unwrap().last_used, Some(later));
+    let gone = ConnectionId::new();
+    store.record_use(&alice, &gone, &soon).await.unwrap();
+    assert_eq!(store.get(&alice, &gone).await.unwrap(), None, "no item is made for a use");
 }
 
 async fn names_are_unique_per_owner_ignoring_case(store: Store) {
@@ -268,6 +290,11 @@ macro_rules! contract {
             async fn create_then_read_back() {
                 let (store, _dir) = super::$adapter().await;
                 super::create_then_read_back(store).await;
+            }
+            #[tokio::test]
+            async fn uses_are_recorded_at_most_once_an_hour() {
+                let (store, _dir) = super::$adapter().await;
+                super::uses_are_recorded_at_most_once_an_hour(store).await;
             }
             #[tokio::test]
             async fn names_are_unique_per_owner_ignoring_case() {

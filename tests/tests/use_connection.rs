@@ -166,7 +166,16 @@ async fn workers_get_what_git_and_the_api_need_for_each_kind() {
         json!({"ok": true, "purpose": "git", "connection_id": token, "credential_type": "api_token",
                "clone_url_base": origin, "username": "x-bitbucket-api-token-auth", "password": API_TOKEN, "version": 1})
     );
+    // "Last used … by pr-worker": on the resource, and not rewritten by the next use within the hour.
+    let used = get(&api, format!("/connections/{token}"), &[]).await;
+    assert_eq!(
+        (&used.json["last_used"]["purpose"], &used.json["last_used"]["caller"]),
+        (&json!("git"), &json!("pr-worker"))
+    );
+    assert_eq!(used.json["version"], 1, "recording a use is not a change of the connection");
     let api_use = api.invoke_credentials(request(&token, "api")).await;
+    let again = get(&api, format!("/connections/{token}"), &[]).await;
+    assert_eq!(again.json["last_used"], used.json["last_used"], "at most one write an hour");
     let basic = base64_of(&format!("{API_TOKEN_EMAIL}:{API_TOKEN}"));
     assert_eq!(api_use["authorization"], format!("Basic {basic}"));
     assert_eq!(api_use["api_base"], fake.url("cloud"));

@@ -367,6 +367,7 @@ scenario('view, rename with If-Match, a new server needs the secret again, re-ve
   assert.equal(await page.getAttribute('#status', 'data-tone'), 'bad', 'a refusal is not shown as a success');
   assert.match(await text(page, '#detail-body'), /Edit the connection to enter a new token/);
   assert.equal(await page.locator('#detail-body ul.warnings').count(), 0, 'no note from the last success while invalid');
+  assert.match(await text(page, '#detail-body'), /Last used\s+Not used yet/, 'no worker has used it');
   await shot(page, 'detail-invalid', { fullPage: true });
   await page.click('a.back');
   await until(page, 'the list shows it invalid', () => /Invalid/.test(document.getElementById('connections').innerText));

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::report_token::{self, Subject};
 use super::seal_failure;
 use crate::config::Settings;
-use crate::domain::{Connection, ConnectionId, Owner, Status, clean_text, now, quoted};
+use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status, clean_text, now, quoted};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealer};
 use crate::secret::Secret;
@@ -32,6 +32,15 @@ pub enum Purpose {
     Git,
     /// Bitbucket's REST API: an Authorization header and the API base.
     Api,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Git => "git",
+            Self::Api => "api",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -106,9 +115,9 @@ impl CredentialsHandler {
         match request {
             CredentialsRequest::Get { owner, connection_id, purpose, caller } => {
                 let caller = caller_name(caller.as_deref());
-                let answer = self.get(&owner, &connection_id, purpose).await;
+                let answer = self.get(&owner, &connection_id, purpose, &caller).await;
                 let outcome = answer.get("code").and_then(Value::as_str).unwrap_or("issued");
-                let purpose = if purpose == Purpose::Git { "git" } else { "api" };
+                let purpose = purpose.as_str();
                 tracing::info!(
                     audit = true,
                     action = "use",
@@ -149,7 +158,7 @@ impl CredentialsHandler {
         Ok((owner, id))
     }
 
-    async fn get(&self, owner: &str, id: &str, purpose: Purpose) -> Value {
+    async fn get(&self, owner: &str, id: &str, purpose: Purpose, caller: &str) -> Value {
         let (owner, id) = match self.load(owner, id) {
             Ok(found) => found,
             Err(refused) => return refused,
@@ -203,7 +212,29 @@ impl CredentialsHandler {
         answer["report_token"] = json!(report_token::issue(&secret, &subject, expires_at));
         answer["report_token_expires_at"] =
             json!(expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default());
+        self.record_use(&owner, &id, &connection, purpose, caller).await;
         answer
+    }
+
+    /// "Last used 3 hours ago by pr-worker": checked against what was read, so a busy
+    /// worker costs at most one write an hour, and the store checks again.
+    async fn record_use(
+        &self,
+        owner: &Owner,
+        id: &ConnectionId,
+        connection: &Connection,
+        purpose: Purpose,
+        caller: &str,
+    ) {
+        let at = now();
+        if connection.last_used.as_ref().is_some_and(|last| last.at > at - LastUsed::EVERY) {
+            return;
+        }
+        let used = LastUsed { at, purpose: purpose.as_str().to_owned(), caller: caller.to_owned() };
+        if let Err(error) = self.store.record_use(owner, id, &used).await {
+            // The credentials were issued; only the record of their use waits for the next.
+            tracing::warn!(error = %error, connection_id = %id, "use not recorded");
+        }
     }
 
     /// What a worker saw in use becomes the connection's status, conditioned

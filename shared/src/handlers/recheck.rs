@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use crate::config::RecheckSettings;
 use crate::credential::Resource;
 use crate::domain::{Connection, ConnectionId, Status, Username};
-use crate::events::{Events, StatusChanged};
+use crate::events::{Event, Events, StatusChanged, Unused};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, SealError, Sealer};
 use crate::store::{Announced, ConnectionStore, Due, DueAt, StoreError};
@@ -134,6 +134,14 @@ impl RecheckHandler {
         if previous.status == Status::Verified && !expired && previous.verified_at + interval <= now {
             match self.reverify(&due, pauses).await {
                 Ok(verified) => {
+                    // Told before the check is written: should the event not be taken, the
+                    // connection stays as it was and the next run tells it again (at least once).
+                    if let Some(unused) = unused_since_last_check(&due, now)
+                        && let Err(error) = self.events.publish(Event::Unused(&unused)).await
+                    {
+                        tracing::warn!(error = %error, connection_id = %previous.id, "unused event not published; retried next run");
+                        return (self.postpone(&due, now, Outcome::Transient).await, 0);
+                    }
                     let mut refreshed = next.clone();
                     refreshed.record_success(verified, now);
                     // What Bitbucket grants changed: the representation did, so its version does.
@@ -191,7 +199,7 @@ impl RecheckHandler {
             expires_at: next.expires_at,
             changed_at: now,
         };
-        if let Err(error) = self.events.publish(&event).await {
+        if let Err(error) = self.events.publish(Event::StatusChanged(&event)).await {
             tracing::warn!(error = %error, connection_id = %next.id, "event not published; retried next run");
             return (outcome, 0);
         }
@@ -298,6 +306,25 @@ fn about_the_credentials(error: &ApiError) -> bool {
             | ApiError::SecretUnreadable
             | ApiError::UsernameIsEmail
     )
+}
+
+/// The connection's idle time crossed a multiple of [`Unused::DAYS`] between its last
+/// check and this one: told once per 90 idle days, with no flag to keep, since each
+/// check moves `verified_at` past the crossing.
+fn unused_since_last_check(due: &Due, now: OffsetDateTime) -> Option<Unused> {
+    let connection = &due.connection;
+    let idle_since = connection.last_used.as_ref().map_or(connection.created_at, |last| last.at);
+    let period = time::Duration::days(i64::from(Unused::DAYS));
+    let periods = u32::try_from((now - idle_since).whole_seconds() / period.whole_seconds()).ok().filter(|n| *n > 0)?;
+    let crossing = idle_since + period * periods;
+    (connection.verified_at < crossing).then(|| Unused {
+        owner: due.owner.as_str().to_owned(),
+        connection_id: connection.id.clone(),
+        name: connection.name.clone(),
+        last_used: connection.last_used.clone(),
+        idle_since,
+        days: Unused::DAYS * periods,
+    })
 }
 
 fn schedule(connection: &Connection, interval: time::Duration, now: OffsetDateTime) -> DueAt {

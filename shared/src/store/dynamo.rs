@@ -32,7 +32,7 @@ use aws_sdk_dynamodb::types::{
 use super::{
     Announced, ConnectionStore, Due, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError, verification_window,
 };
-use crate::domain::{Connection, ConnectionId, Owner, Status};
+use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status};
 use crate::seal::Sealed;
 
 pub const PARTITION_KEY: &str = "pk";
@@ -48,6 +48,10 @@ const DUE_SHARD: &str = "due_shard";
 const DUE_SHARD_VALUE: &str = "DUE";
 const DUE_AT: &str = "due_at";
 const NOTIFIED: &str = "notified_status";
+const LAST_USED: &str = "last_used";
+/// The second of `last_used.at`, for the once-an-hour condition (RFC 3339 text does
+/// not compare in order).
+const LAST_USED_SECOND: &str = "last_used_second";
 /// The table's TTL attribute: DynamoDB removes expired idempotency records.
 const EXPIRES_AT: &str = "expires_at";
 /// Attributes of the public resource: what `get` and `list` project, never the secret.
@@ -65,6 +69,7 @@ const PUBLIC_FIELDS: &[&str] = &[
     "warnings",
     "git_username",
     "expires_at",
+    "last_used",
     "status",
     "status_reason",
     "status_detail",
@@ -752,6 +757,31 @@ impl ConnectionStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let update = self.conditional_update(owner, next, previous.version, None, due, Some(notified))?;
         self.update_one(update).await
+    }
+
+    async fn record_use(&self, owner: &Owner, id: &ConnectionId, used: &LastUsed) -> Result<(), StoreError> {
+        let value = serde_dynamo::to_attribute_value(used).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let second = used.at.unix_timestamp();
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::connection_key(owner, &id.to_string())))
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#s) OR #s < :cutoff)")
+            .update_expression("SET #u = :used, #s = :second")
+            .expression_attribute_names("#u", LAST_USED)
+            .expression_attribute_names("#s", LAST_USED_SECOND)
+            .expression_attribute_values(":used", value)
+            .expression_attribute_values(":second", AttributeValue::N(second.to_string()))
+            .expression_attribute_values(
+                ":cutoff",
+                AttributeValue::N((second - LastUsed::EVERY.whole_seconds()).to_string()),
+            )
+            .build()
+            .map_err(unavailable)?;
+        match self.update_one(update).await {
+            // Recorded less than an hour ago, or deleted meanwhile: nothing to write.
+            Err(StoreError::VersionMismatch) => Ok(()),
+            done => done,
+        }
     }
 
     async fn mark_announced(&self, owner: &Owner, announced: Announced<'_>) -> Result<(), StoreError> {

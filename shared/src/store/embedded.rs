@@ -11,7 +11,7 @@ use rusqlite::{Connection as Db, ErrorCode, OptionalExtension, params};
 use super::{
     Announced, ConnectionStore, Due, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError, verification_window,
 };
-use crate::domain::{Connection, ConnectionId, Owner, Status};
+use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status};
 use crate::seal::Sealed;
 
 const SCHEMA: &str = "
@@ -368,6 +368,30 @@ impl ConnectionStore for EmbeddedStore {
             items.push(Due { owner, connection, sealed: Sealed(sealed), notified });
         }
         Ok(DuePage { items, next })
+    }
+
+    async fn record_use(&self, owner: &Owner, id: &ConnectionId, used: &LastUsed) -> Result<(), StoreError> {
+        let (owner, id, used) = (owner.as_str().to_owned(), id.to_string(), used.clone());
+        self.with_db(move |db| {
+            let doc: Option<String> = db
+                .query_row("SELECT doc FROM connections WHERE owner = ?1 AND id = ?2", [&owner, &id], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)?;
+            let Some(doc) = doc else { return Ok(()) };
+            let mut connection = decode(&doc)?;
+            if connection.last_used.as_ref().is_some_and(|last| last.at > used.at - LastUsed::EVERY) {
+                return Ok(());
+            }
+            connection.last_used = Some(used);
+            // Matched on the document read: a write in between wins, and this use waits for the next.
+            db.execute(
+                "UPDATE connections SET doc = ?1 WHERE owner = ?2 AND id = ?3 AND doc = ?4",
+                params![encode(&connection)?, owner, id, doc],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn mark_announced(&self, owner: &Owner, announced: Announced<'_>) -> Result<(), StoreError> {

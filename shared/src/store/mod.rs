@@ -10,7 +10,7 @@ pub use embedded::EmbeddedStore;
 
 use async_trait::async_trait;
 
-use crate::domain::{Connection, ConnectionId, Owner, Status};
+use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status};
 use crate::problem::ApiError;
 use crate::seal::Sealed;
 
@@ -193,6 +193,11 @@ pub trait ConnectionStore: Send + Sync {
         notified: Status,
         due: DueAt,
     ) -> Result<(), StoreError>;
+
+    /// Records a worker's use, unless one was recorded less than [`LastUsed::EVERY`]
+    /// before it (or the connection is gone): never touches the version, so neither
+    /// a user's edit nor a worker's report conflicts with it.
+    async fn record_use(&self, owner: &Owner, id: &ConnectionId, used: &LastUsed) -> Result<(), StoreError>;
 
     /// Records that the change from `from` to `to` was announced, whatever else
     /// changed meanwhile (conditioned on the announced status, not the version),
