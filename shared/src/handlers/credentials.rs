@@ -20,7 +20,7 @@ use super::seal_failure;
 use crate::config::Settings;
 use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status, clean_text, now, quoted};
 use crate::problem::ApiError;
-use crate::seal::{SealContext, Sealer};
+use crate::seal::{SealContext, Sealed, Sealer};
 use crate::secret::Secret;
 use crate::store::{ConnectionStore, StoreError};
 use crate::verify::target::{DEFAULT_CLOUD_URL, Flavor, ServerUrl};
@@ -183,16 +183,10 @@ impl CredentialsHandler {
             }
             Status::Verified | Status::Expiring => {}
         }
-        let Ok(url) = ServerUrl::parse(&connection.url) else {
-            return refusal("service_unavailable", "The stored connection is unreadable.");
+        let (url, secret) = match self.open(&owner, &id, &connection, &sealed).await {
+            Ok(opened) => opened,
+            Err(refused) => return refused,
         };
-        // Opened for the origin the answer sends the worker to, and for no other.
-        let origin = url.origin();
-        let secret =
-            match self.sealer.open(&sealed, SealContext { owner: &owner, connection: &id, origin: &origin }).await {
-                Ok(secret) => secret,
-                Err(error) => return from_api(&seal_failure(error)),
-            };
         let mut answer = match purpose {
             Purpose::Git => git_credentials(&connection, &url, &secret),
             Purpose::Api => json!({
@@ -237,6 +231,24 @@ impl CredentialsHandler {
         }
     }
 
+    /// The stored secret, opened for the origin of the server the connection names
+    /// (the one the answer sends the worker to) and for no other.
+    async fn open(
+        &self,
+        owner: &Owner,
+        id: &ConnectionId,
+        connection: &Connection,
+        sealed: &Sealed,
+    ) -> Result<(ServerUrl, Secret), Value> {
+        let url = ServerUrl::parse(&connection.url)
+            .map_err(|_| refusal("service_unavailable", "The stored connection is unreadable."))?;
+        let origin = url.origin();
+        match self.sealer.open(sealed, SealContext { owner, connection: id, origin: &origin }).await {
+            Ok(secret) => Ok((url, secret)),
+            Err(error) => Err(from_api(&seal_failure(error))),
+        }
+    }
+
     /// What a worker saw in use becomes the connection's status, conditioned
     /// on the version read: a concurrent user edit is never overwritten.
     async fn report(&self, owner: &str, id: &str, claim: ReportClaim<'_>, caller: &str) -> Value {
@@ -251,15 +263,10 @@ impl CredentialsHandler {
             Ok(None) => return from_api(&ApiError::NotFound),
             Err(error) => return from_api(&error.into_api("", limit)),
         };
-        let Ok(url) = ServerUrl::parse(&previous.url) else {
-            return refusal("service_unavailable", "The stored connection is unreadable.");
+        let secret = match self.open(&owner, &id, &previous, &sealed).await {
+            Ok((_, secret)) => secret,
+            Err(refused) => return refused,
         };
-        let origin = url.origin();
-        let secret =
-            match self.sealer.open(&sealed, SealContext { owner: &owner, connection: &id, origin: &origin }).await {
-                Ok(secret) => secret,
-                Err(error) => return from_api(&seal_failure(error)),
-            };
         // Checked against the version the worker was issued, so that a worker whose
         // credentials were superseded hears `stale_report`, not a forgery.
         if !report_token::holds(token, &secret, &Subject { owner: &owner, connection: &id, version }, now()) {
