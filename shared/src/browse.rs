@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::credential::{Bound, Capability, Resource};
-use crate::domain::{Connection, clean_text};
+use crate::domain::Connection;
 use crate::problem::{ApiError, FieldError};
+use crate::text::clean_text;
 use crate::verify::client::{Auth, BitbucketHttp, Reply};
 use crate::verify::target::{Flavor, ServerUrl};
 use crate::verify::{common_failure, not_json};

@@ -96,7 +96,7 @@ impl CredentialType {
     /// personal token (Data Center), and no login at all a token bound to the
     /// resource they named (two segments: a repository, one: a workspace on
     /// Cloud or a project on Data Center).
-    pub fn infer(cloud: bool, username: Option<&crate::domain::Username>, resource: Option<&Resource>) -> Self {
+    pub fn infer(cloud: bool, username: Option<&crate::username::Username>, resource: Option<&Resource>) -> Self {
         match (cloud, username, resource) {
             (true, Some(user), _) if user.is_email() => Self::ApiToken,
             (true, Some(_), _) => Self::AppPassword,

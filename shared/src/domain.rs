@@ -8,10 +8,11 @@ use time::OffsetDateTime;
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
+use crate::text::{clean_text, is_invisible_format};
+
 pub use crate::credential::{Capabilities, Capability, CredentialType};
 
 pub const NAME_MAX_CHARS: usize = 100;
-pub const USERNAME_MAX_CHARS: usize = 255;
 pub const SECRET_MAX_CHARS: usize = 1024;
 pub const OWNER_MAX_BYTES: usize = 256;
 
@@ -95,43 +96,6 @@ pub fn fold_name(name: &str) -> String {
     caseless::default_case_fold_str(&composed).nfc().collect()
 }
 
-/// The login that goes with the secret: a Bitbucket username, an Atlassian
-/// account email (API tokens) or a Data Center user slug.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Username(String);
-
-impl Username {
-    pub fn parse(text: &str) -> Result<Self, &'static str> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err("must not be empty");
-        }
-        if trimmed.chars().count() > USERNAME_MAX_CHARS {
-            return Err("must be at most 255 characters");
-        }
-        if trimmed == "." || trimmed == ".." {
-            // It would vanish from a URL path (`/users/..`).
-            return Err("must be a username");
-        }
-        if trimmed.contains(':') {
-            // Basic auth splits on the first colon; no Bitbucket login contains one.
-            return Err("must not contain ':'");
-        }
-        if trimmed.chars().any(|c| c.is_control() || c.is_whitespace() || is_invisible_format(c)) {
-            return Err("must not contain spaces, control or invisible formatting characters");
-        }
-        Ok(Self(trimmed.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_email(&self) -> bool {
-        self.0.contains('@')
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
@@ -152,9 +116,6 @@ pub enum Status {
 
 /// How long before `expires_at` a verified connection shows as `expiring`.
 pub const EXPIRY_WARNING: time::Duration = time::Duration::days(14);
-
-/// The longest a single field copied from a Bitbucket answer may be.
-const ACCOUNT_FIELD_MAX_CHARS: usize = 200;
 
 /// The Bitbucket account the credentials belong to, as Bitbucket reported it.
 /// Built only through [`Account::new`], so it always carries an identifier.
@@ -215,45 +176,6 @@ impl Account {
     }
 }
 
-/// Text copied from a Bitbucket answer, made safe to store and show: control
-/// and invisible formatting characters dropped, whitespace trimmed, length capped.
-pub fn clean_text(text: &str) -> Option<String> {
-    let cleaned: String =
-        text.chars().filter(|c| !c.is_control() && !is_invisible_format(*c)).take(ACCOUNT_FIELD_MAX_CHARS).collect();
-    let trimmed = cleaned.trim();
-    (!trimmed.is_empty()).then(|| trimmed.to_owned())
-}
-
-/// Text someone else chose (a worker's name and words, a server's header), as it may
-/// appear inside a sentence of ours: plain, one line, capped at `max_chars` and in
-/// single quotes it cannot close, so it reads as a quotation and never as our words.
-pub fn quoted(text: &str, max_chars: usize) -> String {
-    let plain: String =
-        clean_text(text).unwrap_or_default().chars().filter(|c| !matches!(c, '\'' | '‘' | '’')).collect();
-    let mut capped: String = plain.chars().take(max_chars).collect();
-    if plain.chars().count() > max_chars {
-        capped.push('…');
-    }
-    format!("'{capped}'")
-}
-
-/// Unicode format characters (category Cf) that render as nothing or reorder
-/// text: bidi overrides, zero-width characters, the BOM, soft hyphens.
-pub fn is_invisible_format(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{061C}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
-    )
-}
-
 /// Something the connection works without, and what would change that.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
@@ -311,6 +233,34 @@ pub struct Connection {
     pub version: u64,
 }
 
+/// What Bitbucket told us about working credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    pub provider: Provider,
+    pub credential_type: CredentialType,
+    pub account: Option<Account>,
+    pub scopes: Vec<String>,
+    pub capabilities: Capabilities,
+    pub warnings: Vec<Warning>,
+    pub git_username: Option<String>,
+}
+
+impl Verification {
+    /// A verified API token with every scope, for unit tests elsewhere in the crate.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self {
+            provider: Provider::BitbucketCloud,
+            credential_type: CredentialType::ApiToken,
+            account: Account::new(Some("{1}"), None, Some("J"), Some("j")),
+            scopes: Vec::new(),
+            capabilities: Capabilities::default(),
+            warnings: Vec::new(),
+            git_username: None,
+        }
+    }
+}
+
 /// A worker's use of a connection, as the worker declared it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastUsed {
@@ -339,7 +289,7 @@ pub struct NewConnection<'a> {
 
 impl Connection {
     /// A connection Bitbucket has just accepted: version 1, created, updated and verified `at`.
-    pub fn verified(new: NewConnection<'_>, verification: crate::verify::Verification, at: OffsetDateTime) -> Self {
+    pub fn verified(new: NewConnection<'_>, verification: Verification, at: OffsetDateTime) -> Self {
         let mut connection = Self {
             id: new.id.to_string(),
             name: new.name.to_owned(),
@@ -368,7 +318,7 @@ impl Connection {
     }
 
     /// Takes in what a successful verification found.
-    pub fn record_success(&mut self, verified: crate::verify::Verification, at: OffsetDateTime) {
+    pub fn record_success(&mut self, verified: Verification, at: OffsetDateTime) {
         self.provider = verified.provider;
         self.credential_type = verified.credential_type;
         self.account = verified.account;
@@ -447,14 +397,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quoted_text_is_plain_capped_and_cannot_close_its_quotes() {
-        assert_eq!(quoted("pr-worker", 64), "'pr-worker'");
-        assert_eq!(quoted("a'b\u{202e}c\nd", 64), "'abcd'");
-        assert_eq!(quoted(&"x".repeat(70), 64), format!("'{}…'", "x".repeat(64)));
-        assert_eq!(quoted("<b>Click</b>", 64), "'<b>Click</b>'", "markup stays text: the page never renders HTML");
-    }
-
-    #[test]
     fn names_are_trimmed_bounded_and_fold_case() {
         assert_eq!(ConnectionName::parse("  Work ").unwrap().as_str(), "Work");
         assert_eq!(ConnectionName::parse("Work").unwrap().folded(), "work");
@@ -462,14 +404,6 @@ mod tests {
         assert!(ConnectionName::parse(&"x".repeat(101)).is_err());
         assert!(ConnectionName::parse(&"é".repeat(100)).is_ok());
         assert!(ConnectionName::parse("a\u{0}b").is_err());
-    }
-
-    #[test]
-    fn usernames_reject_what_basic_auth_cannot_carry() {
-        assert!(Username::parse("jdoe").is_ok());
-        assert!(Username::parse("j:doe").is_err());
-        assert!(Username::parse("j doe").is_err());
-        assert!(Username::parse("").is_err());
     }
 
     #[test]
@@ -517,7 +451,7 @@ mod tests {
         let id = ConnectionId::new();
         let new =
             |expires_at| NewConnection { id: &id, name: "w", url: "u", username: None, resource: None, expires_at };
-        let verification = crate::verify::Verification::for_tests();
+        let verification = Verification::for_tests();
         let at = |days| Some(now + time::Duration::days(days));
         assert_eq!(
             Connection::verified(new(at(30)), verification.clone(), now).with_status_at(now).status,

@@ -6,7 +6,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
 use crate::domain::{ConnectionId, Owner};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, FieldError};
 
 /// Header a local run may use to act as another user. Never read when deployed.
 pub const DEV_USER_HEADER: &str = "x-dev-user";
@@ -235,9 +235,88 @@ pub fn set_header(response: &mut Response<Body>, name: header::HeaderName, value
     }
 }
 
+/// Problems are data (`crate::problem`); this is the one place that turns them into
+/// responses: `application/problem+json`, with `Retry-After` and `Allow` where due.
+impl ApiError {
+    pub fn to_response(&self) -> Response<Body> {
+        let mut body = serde_json::json!({
+            "type": format!("urn:problem:git-connections:{}", self.code()),
+            "title": self.title(),
+            "status": self.status().as_u16(),
+            "code": self.code(),
+            "detail": self.detail(),
+        });
+        match self {
+            Self::ValidationFailed { errors } => body["errors"] = serde_json::json!(errors),
+            Self::UrlNotAllowed { .. } => {
+                body["errors"] = serde_json::json!([FieldError::new("url", "url_not_allowed", self.detail())]);
+            }
+            Self::UsernameIsEmail => {
+                body["errors"] = serde_json::json!([FieldError::new(
+                    "username",
+                    "username_is_email",
+                    "is an email address; app passwords use the Bitbucket username"
+                )]);
+            }
+            Self::DuplicateName { .. } => {
+                body["errors"] = serde_json::json!([FieldError::new(
+                    "name",
+                    "duplicate_name",
+                    "is already used by another of your connections"
+                )]);
+            }
+            Self::SecretRequired | Self::SecretUnreadable => {
+                body["errors"] =
+                    serde_json::json!([FieldError::new("password", self.code(), "enter the password or token again")]);
+            }
+            Self::InvalidCredentials { .. } | Self::AppPasswordRetired => {
+                body["errors"] =
+                    serde_json::json!([FieldError::new("password", self.code(), "was refused by Bitbucket")]);
+            }
+            Self::WrongResource { .. } => {
+                body["errors"] =
+                    serde_json::json!([FieldError::new("resource", self.code(), "is not what this token belongs to")]);
+            }
+            Self::MissingPermissions { missing, granted, .. } => {
+                body["missing_scopes"] = serde_json::json!(missing);
+                body["granted_scopes"] = serde_json::json!(granted);
+            }
+            _ => {}
+        }
+        let mut response = json_response(self.status(), &body);
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(wait) = self.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    #[test]
+    fn problem_responses_carry_code_and_media_type() {
+        let response = ApiError::DuplicateName { name: "work".into() }.to_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let Body::Text(text) = response.body() else { panic!("expected a text body") };
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(json["code"], "duplicate_name");
+        assert_eq!(json["errors"][0]["field"], "name");
+    }
+
+    #[test]
+    fn rate_limits_tell_when_to_retry() {
+        let response = ApiError::BitbucketRateLimited { retry_after: Some(Duration::from_secs(30)) }.to_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+    }
 
     #[test]
     fn if_match_follows_rfc_9110() {

@@ -6,9 +6,10 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::credential::Resource;
-use crate::domain::{ConnectionId, ConnectionName, CredentialType, SECRET_MAX_CHARS, Username};
+use crate::domain::{ConnectionId, ConnectionName, CredentialType, SECRET_MAX_CHARS};
 use crate::problem::{ApiError, FieldError};
 use crate::secret::Secret;
+use crate::username::Username;
 use crate::verify::target::{DEFAULT_CLOUD_URL, ServerUrl};
 
 pub const LIST_LIMIT_DEFAULT: usize = 50;

@@ -20,5 +20,7 @@ pub mod seal;
 pub mod secret;
 pub mod serve;
 pub mod store;
+pub mod text;
 pub mod tls;
+pub mod username;
 pub mod verify;

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use lambda_http::http::{HeaderValue, StatusCode, header};
-use lambda_http::{Body, Response};
+use lambda_http::http::StatusCode;
 use serde::Serialize;
 
 /// A problem with one field of the request body or query.
@@ -177,7 +176,7 @@ impl ApiError {
         }
     }
 
-    fn title(&self) -> &'static str {
+    pub fn title(&self) -> &'static str {
         match self {
             Self::Unauthenticated => "Not signed in",
             Self::NotFound => "No such connection",
@@ -259,69 +258,13 @@ impl ApiError {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::BitbucketRateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(60))),
             Self::ServiceUnavailable { .. } => Some(Duration::from_secs(1)),
             Self::TooManyVerifications { retry_after } => Some(*retry_after),
             _ => None,
         }
-    }
-
-    pub fn to_response(&self) -> Response<Body> {
-        let mut body = serde_json::json!({
-            "type": format!("urn:problem:git-connections:{}", self.code()),
-            "title": self.title(),
-            "status": self.status().as_u16(),
-            "code": self.code(),
-            "detail": self.detail(),
-        });
-        match self {
-            Self::ValidationFailed { errors } => body["errors"] = serde_json::json!(errors),
-            Self::UrlNotAllowed { .. } => {
-                body["errors"] = serde_json::json!([FieldError::new("url", "url_not_allowed", self.detail())]);
-            }
-            Self::UsernameIsEmail => {
-                body["errors"] = serde_json::json!([FieldError::new(
-                    "username",
-                    "username_is_email",
-                    "is an email address; app passwords use the Bitbucket username"
-                )]);
-            }
-            Self::DuplicateName { .. } => {
-                body["errors"] = serde_json::json!([FieldError::new(
-                    "name",
-                    "duplicate_name",
-                    "is already used by another of your connections"
-                )]);
-            }
-            Self::SecretRequired | Self::SecretUnreadable => {
-                body["errors"] =
-                    serde_json::json!([FieldError::new("password", self.code(), "enter the password or token again")]);
-            }
-            Self::InvalidCredentials { .. } | Self::AppPasswordRetired => {
-                body["errors"] =
-                    serde_json::json!([FieldError::new("password", self.code(), "was refused by Bitbucket")]);
-            }
-            Self::WrongResource { .. } => {
-                body["errors"] =
-                    serde_json::json!([FieldError::new("resource", self.code(), "is not what this token belongs to")]);
-            }
-            Self::MissingPermissions { missing, granted, .. } => {
-                body["missing_scopes"] = serde_json::json!(missing);
-                body["granted_scopes"] = serde_json::json!(granted);
-            }
-            _ => {}
-        }
-        let mut response = crate::http::json_response(self.status(), &body);
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(wait) = self.retry_after() {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
-        }
-        if let Self::MethodNotAllowed { allow } = self {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-        }
-        response
     }
 }
 
@@ -339,22 +282,5 @@ mod tests {
         for error in refusals {
             assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY, "{}", error.code());
         }
-    }
-
-    #[test]
-    fn problem_responses_carry_code_and_media_type() {
-        let response = ApiError::DuplicateName { name: "work".into() }.to_response();
-        assert_eq!(response.status(), StatusCode::CONFLICT);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
-        let Body::Text(text) = response.body() else { panic!("expected a text body") };
-        let json: serde_json::Value = serde_json::from_str(text).unwrap();
-        assert_eq!(json["code"], "duplicate_name");
-        assert_eq!(json["errors"][0]["field"], "name");
-    }
-
-    #[test]
-    fn rate_limits_tell_when_to_retry() {
-        let response = ApiError::BitbucketRateLimited { retry_after: Some(Duration::from_secs(30)) }.to_response();
-        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
     }
 }

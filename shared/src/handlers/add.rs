@@ -8,12 +8,13 @@ use lambda_http::{Body, Request, Response};
 use super::{admit_verification, audit, connection_response, method_not_allowed, respond, seal_failure};
 use crate::config::Settings;
 use crate::credential::Resource;
-use crate::domain::{Connection, ConnectionId, NewConnection, Owner, Username, now};
+use crate::domain::{Connection, ConnectionId, NewConnection, Owner, now};
 use crate::http::{idempotency_key, json_body, principal, request_id, set_header};
 use crate::input::parse_create;
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealer};
 use crate::store::{ConnectionStore, IdempotencyRecord, StoreError};
+use crate::username::Username;
 
 /// How long a retry with the same `Idempotency-Key` gets the original answer.
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;

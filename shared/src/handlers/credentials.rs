@@ -18,11 +18,12 @@ use serde_json::{Value, json};
 use super::report_token::{self, Subject};
 use super::seal_failure;
 use crate::config::Settings;
-use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status, clean_text, now, quoted};
+use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status, now};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealed, Sealer};
 use crate::secret::Secret;
 use crate::store::{ConnectionStore, StoreError};
+use crate::text::{clean_text, quoted};
 use crate::verify::target::{DEFAULT_CLOUD_URL, Flavor, ServerUrl};
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

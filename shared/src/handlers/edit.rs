@@ -10,13 +10,14 @@ use super::{
 };
 use crate::config::Settings;
 use crate::credential::Resource;
-use crate::domain::{Account, Connection, ConnectionId, Owner, Username, now};
+use crate::domain::{Account, Connection, ConnectionId, Owner, now};
 use crate::http::{connection_id, if_match, is_verify_action, json_body, principal, request_id};
 use crate::input::{PatchRequest, parse_patch};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealed, Sealer};
 use crate::secret::Secret;
 use crate::store::ConnectionStore;
+use crate::username::Username;
 use crate::verify::target::ServerUrl;
 use crate::verify::{Claim, Verification, Verifier, is_verdict};
 

@@ -22,11 +22,12 @@ use time::OffsetDateTime;
 
 use crate::config::RecheckSettings;
 use crate::credential::Resource;
-use crate::domain::{Connection, ConnectionId, Status, Username};
+use crate::domain::{Connection, ConnectionId, Status};
 use crate::events::{Event, Events, StatusChanged, Unused};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, SealError, Sealer};
 use crate::store::{Announced, ConnectionStore, Due, DueAt, StoreError};
+use crate::username::Username;
 use crate::verify::target::ServerUrl;
 use crate::verify::{Claim, Verification, Verifier};
 

@@ -66,7 +66,7 @@ async fn prove_user(http: &BitbucketHttp, claim: &Claim<'_>, host: &str) -> Resu
         Some(name) if name.eq_ignore_ascii_case(claim.username()) => {}
         Some(name) => {
             // The server's header, so quoted and capped: a hostile server writes no sentence of ours.
-            let name = crate::domain::quoted(name, 64);
+            let name = crate::text::quoted(name, 64);
             return Err(ApiError::InvalidCredentials {
                 detail: format!(
                     "This token belongs to the Data Center user {name}, not '{}'. Enter that username, or a token of your own.",

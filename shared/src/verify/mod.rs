@@ -9,39 +9,13 @@ pub mod target;
 use std::time::Duration;
 
 use crate::credential::{Capabilities, CredentialType, Resource};
-use crate::domain::{Account, Provider, Username, Warning};
 use crate::problem::{ApiError, FieldError};
 use crate::secret::Secret;
+use crate::username::Username;
 use client::{BitbucketHttp, ClientSettings};
 use target::{Flavor, ServerUrl};
 
-/// What Bitbucket told us about working credentials.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verification {
-    pub provider: Provider,
-    pub credential_type: CredentialType,
-    pub account: Option<Account>,
-    pub scopes: Vec<String>,
-    pub capabilities: Capabilities,
-    pub warnings: Vec<Warning>,
-    pub git_username: Option<String>,
-}
-
-impl Verification {
-    /// A verified API token with every scope, for unit tests elsewhere in the crate.
-    #[cfg(test)]
-    pub fn for_tests() -> Self {
-        Self {
-            provider: Provider::BitbucketCloud,
-            credential_type: CredentialType::ApiToken,
-            account: Account::new(Some("{1}"), None, Some("J"), Some("j")),
-            scopes: Vec::new(),
-            capabilities: Capabilities::default(),
-            warnings: Vec::new(),
-            git_username: None,
-        }
-    }
-}
+pub use crate::domain::Verification;
 
 /// What is being proven.
 pub struct Claim<'a> {
