@@ -1,7 +1,8 @@
 //! Personal Bitbucket connections: everything the eight Lambda functions share.
 //!
-//! Route table → function binary → handler module here → ports (`store`, `seal`)
-//! and the Bitbucket `verify`er.
+//! Route table → function binary → handler module here → ports (`store`, `seal`,
+//! `events`) and the Bitbucket `verify`er. The layers and the rules each keeps are in
+//! ARCHITECTURE.md at the repository's root.
 
 pub mod aws;
 pub mod browse;
