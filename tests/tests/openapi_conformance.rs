@@ -259,6 +259,9 @@ async fn request_schemas_accept_what_the_server_accepts() {
         with("expires_at", json!("2030-02-30")),
         with("credential_type", json!("ssh")),
         with("extra", json!(1)),
+        with("resource", json!("acme/api")),
+        json!(0),
+        json!([good.clone()]),
     ];
     for body in creates {
         let reply = api.send(Call::post("/connections").user("alice").json(body.clone())).await;
@@ -275,6 +278,8 @@ async fn request_schemas_accept_what_the_server_accepts() {
         json!({}),
         json!({"password": "é".repeat(1025)}),
         json!({"name": "\u{feff}"}),
+        json!({"resource": "acme/api", "credential_type": "api_token", "username": API_TOKEN_EMAIL}),
+        json!(0),
     ];
     for body in patches {
         let reply = api.send(Call::patch(&path).user("alice").json(body.clone())).await;
