@@ -109,6 +109,14 @@ pub fn parse_patch(body: &Map<String, Value>) -> Result<PatchRequest, ApiError> 
     let password = fields.optional_string("password").and_then(|t| fields.check("password", parse_secret(t)));
     let credential_type = fields.credential_type();
     let resource = fields.optional_string("resource").and_then(|t| fields.check("resource", Resource::parse(t)));
+    // Known from the body alone, so refused before the stored connection is read
+    // (a 422, not a 412 for an old ETag): a kind with a login is bound to nothing.
+    let resource = match credential_type {
+        Some(kind) if kind.bound_to().is_none() && resource.is_some() => {
+            fields.check::<Resource>("resource", Err("must be empty: only access tokens are bound to a resource"))
+        }
+        _ => resource,
+    };
     let expires_at = fields.expires_at();
     let confirm_account_change = fields.optional_bool("confirm_account_change").unwrap_or(false);
     fields.finish()?;
@@ -354,6 +362,14 @@ mod tests {
         assert!(!patch.changes_credentials());
         let patch = parse_patch(&object(json!({"password": "rotated"}))).unwrap();
         assert!(patch.changes_credentials());
+    }
+
+    #[test]
+    fn a_patch_naming_a_kind_with_a_login_carries_no_resource() {
+        let bound = json!({"credential_type": "api_token", "resource": "acme/api"});
+        assert_eq!(field_codes(parse_patch(&object(bound)).unwrap_err()), vec![("resource".to_string(), "invalid")]);
+        let access = json!({"credential_type": "repository_access_token", "resource": "acme/api"});
+        assert!(parse_patch(&object(access)).is_ok());
     }
 
     #[test]
