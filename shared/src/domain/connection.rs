@@ -1,0 +1,202 @@
+//! The stored `Connection` record (also the API resource) and how it changes.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{Account, ConnectionId, EXPIRY_WARNING, LastUsed, Provider, Status, Verification, Warning, fold_name};
+use crate::credential::{Capabilities, CredentialType};
+
+/// A stored connection without its secret. This is also the API resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: String,
+    pub name: String,
+    pub provider: Provider,
+    pub url: String,
+    /// Absent for credentials that have no login (access tokens).
+    #[serde(default)]
+    pub username: Option<String>,
+    pub credential_type: CredentialType,
+    /// What an access token is bound to (`workspace/repo`, `workspace/PROJECT`,
+    /// `workspace`; on Data Center `PROJECT` or `PROJECT/repo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `null` when the credentials may not read their own account.
+    #[serde(default)]
+    pub account: Option<Account>,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+    /// The user git over HTTPS authenticates as; absent when git takes a Bearer header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_username: Option<String>,
+    pub status: Status,
+    /// The problem code of the last failed verification, while `status` is `invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// What to do about it, in the user's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_detail: Option<String>,
+    /// When the token stops working, as the user told us: no Bitbucket API reads it back.
+    /// Stored as text, so DynamoDB's TTL (which reads numbers only) never deletes the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// When a worker last obtained the credentials, and which: recorded at most once an
+    /// hour, so a busy worker adds no write per use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<LastUsed>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub verified_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    pub version: u64,
+}
+
+/// What a new connection is made of, besides Bitbucket's verdict.
+pub struct NewConnection<'a> {
+    pub id: &'a ConnectionId,
+    pub name: &'a str,
+    pub url: &'a str,
+    pub username: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Connection {
+    /// A connection Bitbucket has just accepted: version 1, created, updated and verified `at`.
+    pub fn verified(new: NewConnection<'_>, verification: Verification, at: OffsetDateTime) -> Self {
+        let mut connection = Self {
+            id: new.id.to_string(),
+            name: new.name.to_owned(),
+            provider: verification.provider,
+            url: new.url.to_owned(),
+            username: new.username.map(str::to_owned),
+            credential_type: verification.credential_type,
+            resource: new.resource.map(str::to_owned),
+            account: None,
+            scopes: Vec::new(),
+            capabilities: Capabilities::default(),
+            warnings: Vec::new(),
+            git_username: None,
+            status: Status::Verified,
+            status_reason: None,
+            status_detail: None,
+            expires_at: new.expires_at,
+            last_used: None,
+            verified_at: at,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        connection.record_success(verification, at);
+        connection
+    }
+
+    /// Takes in what a successful verification found.
+    pub fn record_success(&mut self, verified: Verification, at: OffsetDateTime) {
+        self.provider = verified.provider;
+        self.credential_type = verified.credential_type;
+        self.account = verified.account;
+        self.scopes = verified.scopes;
+        self.capabilities = verified.capabilities;
+        self.warnings = verified.warnings;
+        self.git_username = verified.git_username;
+        self.status = Status::Verified;
+        self.status_reason = None;
+        self.status_detail = None;
+        self.verified_at = at;
+    }
+
+    /// Records a definite verdict against the stored credentials.
+    pub fn record_failure(&mut self, code: &str, detail: String, at: OffsetDateTime) {
+        self.status = Status::Invalid;
+        self.status_reason = Some(code.to_owned());
+        self.status_detail = Some(detail);
+        self.verified_at = at;
+    }
+
+    /// The status as of `now`: a verified connection whose token runs out soon is
+    /// `expiring`, and one past its expiry `expired`.
+    pub fn with_status_at(mut self, now: OffsetDateTime) -> Self {
+        if self.status == Status::Verified
+            && let Some(expires) = self.expires_at
+        {
+            if expires <= now {
+                self.status = Status::Expired;
+            } else if expires - now <= EXPIRY_WARNING {
+                self.status = Status::Expiring;
+            }
+        }
+        self
+    }
+
+    /// When the recheck function should next look: a fresh verification every
+    /// `interval`, and the moments it turns `expiring` and `expired`. `None` once
+    /// only the user can change anything (invalid, or expired).
+    pub fn next_check(&self, interval: time::Duration, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        if self.status == Status::Invalid {
+            return None;
+        }
+        let mut due = self.verified_at + interval;
+        if let Some(expires) = self.expires_at {
+            if expires <= now {
+                return None;
+            }
+            for moment in [expires - EXPIRY_WARNING, expires] {
+                if moment > now {
+                    due = due.min(moment);
+                }
+            }
+        }
+        Some(due)
+    }
+
+    pub fn folded_name(&self) -> String {
+        fold_name(&self.name)
+    }
+
+    /// The strong validator used for `ETag` / `If-Match`.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+}
+
+/// Now, truncated to whole seconds so stored and returned times compare equal.
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_shows_in_the_status() {
+        let now = now();
+        let id = ConnectionId::new();
+        let new =
+            |expires_at| NewConnection { id: &id, name: "w", url: "u", username: None, resource: None, expires_at };
+        let verification = Verification::for_tests();
+        let at = |days| Some(now + time::Duration::days(days));
+        assert_eq!(
+            Connection::verified(new(at(30)), verification.clone(), now).with_status_at(now).status,
+            Status::Verified
+        );
+        assert_eq!(
+            Connection::verified(new(at(10)), verification.clone(), now).with_status_at(now).status,
+            Status::Expiring
+        );
+        assert_eq!(
+            Connection::verified(new(at(-1)), verification.clone(), now).with_status_at(now).status,
+            Status::Expired
+        );
+        let mut invalid = Connection::verified(new(at(-1)), verification, now);
+        invalid.record_failure("invalid_credentials", String::new(), now);
+        assert_eq!(invalid.with_status_at(now).status, Status::Invalid);
+    }
+}
