@@ -64,32 +64,30 @@ impl Intercept for Recorder {
         let mut add = |action: &str, resource: &'static str, context_keys: Vec<String>| {
             actions.insert(AwsCall { action: action.to_owned(), resource, context_keys });
         };
-        let table = |action: &str| (action.to_owned(), "table");
-        let mut table_calls = Vec::new();
         if input.downcast_ref::<GetItemInput>().is_some() {
-            table_calls.push(table("dynamodb:GetItem"));
+            add("dynamodb:GetItem", "table", Vec::new());
         } else if let Some(query) = input.downcast_ref::<QueryInput>() {
             let resource = if query.index_name() == Some("due") { "table/index/due" } else { "table" };
-            table_calls.push(("dynamodb:Query".to_owned(), resource));
+            add("dynamodb:Query", resource, Vec::new());
         } else if input.downcast_ref::<PutItemInput>().is_some() {
-            table_calls.push(table("dynamodb:PutItem"));
+            add("dynamodb:PutItem", "table", Vec::new());
         } else if input.downcast_ref::<UpdateItemInput>().is_some() {
-            table_calls.push(table("dynamodb:UpdateItem"));
+            add("dynamodb:UpdateItem", "table", Vec::new());
         } else if input.downcast_ref::<DeleteItemInput>().is_some() {
-            table_calls.push(table("dynamodb:DeleteItem"));
+            add("dynamodb:DeleteItem", "table", Vec::new());
         } else if let Some(transaction) = input.downcast_ref::<TransactWriteItemsInput>() {
             for item in transaction.transact_items() {
                 if item.put().is_some() {
-                    table_calls.push(table("dynamodb:PutItem"));
+                    add("dynamodb:PutItem", "table", Vec::new());
                 }
                 if item.update().is_some() {
-                    table_calls.push(table("dynamodb:UpdateItem"));
+                    add("dynamodb:UpdateItem", "table", Vec::new());
                 }
                 if item.delete().is_some() {
-                    table_calls.push(table("dynamodb:DeleteItem"));
+                    add("dynamodb:DeleteItem", "table", Vec::new());
                 }
                 if item.condition_check().is_some() {
-                    table_calls.push(table("dynamodb:ConditionCheckItem"));
+                    add("dynamodb:ConditionCheckItem", "table", Vec::new());
                 }
             }
         } else if input.downcast_ref::<PutEventsInput>().is_some() {
@@ -102,9 +100,6 @@ impl Intercept for Recorder {
             add("kms:Decrypt", "sealing-key", context_keys(decrypt.encryption_context()));
         } else {
             add("unrecognised operation", "unknown", Vec::new());
-        }
-        for (action, resource) in table_calls {
-            add(&action, resource, Vec::new());
         }
         Ok(())
     }
