@@ -11,7 +11,7 @@ use connections::handlers::{DeleteHandler, ListHandler};
 use connections::http::json_body;
 use connections::input::{parse_create, parse_list_query, parse_patch};
 use connections::store::EmbeddedStore;
-use connections::verify::target::ServerUrl;
+use connections::domain::ServerUrl;
 use libfuzzer_sys::fuzz_target;
 
 struct Handlers {

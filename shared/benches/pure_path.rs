@@ -41,8 +41,8 @@ fn connection(n: usize) -> Connection {
     let new = NewConnection {
         id: &id,
         name: &name,
-        url: "https://api.bitbucket.org/2.0",
-        username: Some("jdoe@example.com"),
+        url: &connections::domain::ServerUrl::parse("https://api.bitbucket.org/2.0").expect("a URL"),
+        username: Some(&connections::username::Username::parse("jdoe@example.com").expect("a login")),
         resource: None,
         expires_at: None,
     };

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use crate::credential::{Bound, Capability, Resource};
 use crate::domain::Connection;
+use crate::domain::{Flavor, ServerUrl};
 use crate::problem::{ApiError, FieldError};
 use crate::text::clean_text;
 use crate::verify::client::{Auth, BitbucketHttp, Reply};
-use crate::verify::target::{Flavor, ServerUrl};
 use crate::verify::{common_failure, not_json};
 
 /// Items per page asked of Bitbucket (Cloud allows up to 100; pages stay small).

@@ -175,6 +175,11 @@ impl Resource {
     pub fn as_path(&self) -> String {
         self.parts.join("/")
     }
+
+    /// What a connection keeps: the parts, without what the pasted address hinted.
+    pub fn as_stored(&self) -> Self {
+        Self { parts: self.parts.clone(), hint: None }
+    }
 }
 
 /// One thing the product can do with a connection.
@@ -264,6 +269,21 @@ impl Capabilities {
             },
             identity: if personal { yes() } else { Capability::default() },
         }
+    }
+}
+
+/// Stored and answered as its path (`as_path`); read back through `parse`, so a stored value
+/// that no longer parses is refused where the item is read.
+impl serde::Serialize for Resource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.as_path())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Resource {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(|why| serde::de::Error::custom(format!("resource {why}")))
     }
 }
 

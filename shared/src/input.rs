@@ -7,10 +7,10 @@ use time::OffsetDateTime;
 
 use crate::credential::Resource;
 use crate::domain::{ConnectionId, ConnectionName, CredentialType, SECRET_MAX_CHARS};
+use crate::domain::{DEFAULT_CLOUD_URL, ServerUrl};
 use crate::problem::{ApiError, FieldError};
 use crate::secret::Secret;
 use crate::username::Username;
-use crate::verify::target::{DEFAULT_CLOUD_URL, ServerUrl};
 
 pub const LIST_LIMIT_DEFAULT: usize = 50;
 pub const LIST_LIMIT_MAX: usize = 100;

@@ -16,6 +16,7 @@ pub mod input;
 pub mod origin;
 pub mod partition;
 pub mod problem;
+pub mod routes;
 pub mod runtime;
 pub mod seal;
 pub mod secret;

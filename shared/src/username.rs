@@ -41,6 +41,21 @@ impl Username {
     }
 }
 
+/// Stored and answered as the login; read back through `parse`, so a stored value
+/// that no longer parses is refused where the item is read.
+impl serde::Serialize for Username {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Username {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(|why| serde::de::Error::custom(format!("username {why}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,25 +1,41 @@
-//! The local server under the suite's mix: `cargo lambda watch` (as `scripts/run`
-//! starts it) with the fake Bitbucket, 2,400 requests from 8 clients across every HTTP
-//! function (the page and its script, list, get, rename, re-verify, browse, add).
-//! Prints latency and every answer the emulator itself gave (its own 500s, stalls).
+//! Both local servers under the browser suite's mix, in one run: `connections-local`
+//! (what `scripts/run` starts) and, as the baseline, `cargo lambda watch`, each with
+//! the fake Bitbucket and 2,400 requests from 8 clients across every HTTP function
+//! (the page and its script, list, get, rename, re-verify, browse, add). Prints
+//! latency and every answer that did not come whole from a function (a server's own
+//! 500s, cut bodies, stalls).
 //!
 //!     PATH="$PWD/.venv/lambda/bin:$PATH" cargo run -p blackbox --example local_soak
 
 use std::time::{Duration, Instant};
 
 use blackbox::fake_bitbucket::*;
-use blackbox::watch::{build_functions, client, start_watch, wait_until_listening};
+use blackbox::local::{
+    Running, build_functions, build_local_server, client, start_local_with, start_watch_with, wait_until_listening,
+};
 use serde_json::json;
 
 const CLIENTS: usize = 8;
 const PER_CLIENT: usize = 300;
+/// Every request here may verify; the per-owner limit has its own tests.
+const UNLIMITED: [(&str, &str); 1] = [("VERIFICATIONS_PER_MINUTE", "100000")];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
+    build_local_server();
     build_functions();
-    let fake = FakeBitbucket::start().await;
     let data = tempfile::tempdir().expect("a data directory");
-    let watch = start_watch(data.path());
+    for server in ["local", "watch"] {
+        std::fs::create_dir(data.path().join(server)).expect("a data directory");
+    }
+    println!("connections-local (scripts/run):");
+    soak(start_local_with(&data.path().join("local"), &UNLIMITED)).await;
+    println!("cargo lambda watch:");
+    soak(start_watch_with(&data.path().join("watch"), &UNLIMITED)).await;
+}
+
+async fn soak(watch: Running) {
+    let fake = FakeBitbucket::start().await;
     let http = client();
     wait_until_listening(&http, &format!("{}/", watch.base)).await;
     let mut ids = Vec::new();
@@ -58,9 +74,17 @@ async fn main() {
     }
     let mut latencies: Vec<Duration> = all.iter().map(|seen| seen.2).collect();
     latencies.sort();
-    let emulator_errors: Vec<_> = all.iter().filter(|seen| seen.1 >= 500 && !seen.3.contains("\"code\"")).collect();
+    let script = all.iter().filter(|seen| seen.0 == "app.js").map(|seen| seen.3.len()).max().unwrap_or_default();
+    let emulator_errors: Vec<_> = all
+        .iter()
+        .filter(|seen| {
+            (seen.1 >= 500 && !seen.3.contains("\"code\""))
+                || seen.1 == 0
+                || (seen.0 == "app.js" && seen.3.len() != script)
+        })
+        .collect();
     println!(
-        "{} requests in {:.1} s: p50 {:?}, p99 {:?}, max {:?}; {} answered by the emulator itself with a 5xx, {} over 5 s",
+        "  {} requests in {:.1} s: p50 {:?}, p99 {:?}, max {:?}; {} not answered whole by a function, {} over 5 s",
         all.len(),
         started.elapsed().as_secs_f64(),
         latencies[latencies.len() / 2],
@@ -70,7 +94,8 @@ async fn main() {
         all.iter().filter(|seen| seen.2 > Duration::from_secs(5)).count(),
     );
     for (what, status, took, text) in emulator_errors {
-        println!("  {what}: {status} after {took:?}: {text}");
+        let start: String = text.chars().take(160).collect();
+        println!("    {what}: {status} after {took:?}, {} bytes: {start}", text.len());
     }
 }
 

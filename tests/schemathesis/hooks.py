@@ -29,12 +29,6 @@ something without hiding anything the document promises:
   to carry a header scenario (e.g. a 255-character `Idempotency-Key`), sends its negative
   fallback body (`0`) in a case it marks positive. That body is replaced by a valid one,
   so the header scenario is tested as the case claims.
-
-Never sent (`filter_case`): requests the local emulator cannot turn into an API Gateway
-event, which it answers with its own 500 before any function runs: a header value that is
-not ASCII (Python sends it as Latin-1, not UTF-8) and a body that is not UTF-8 (API
-Gateway would deliver it base64-encoded). tests/tests/emulator_gaps.rs sends both to the
-functions directly and gets 4xx problems.
 """
 
 from __future__ import annotations
@@ -158,19 +152,6 @@ def _has_negative_fallback_body(case) -> bool:
 def _valid_body(case) -> dict:
     headers = json.dumps(sorted((case.headers or {}).items()))
     return {"name": f"header scenario {zlib.crc32(headers.encode()):08x}"}
-
-
-@schemathesis.hook
-def filter_case(context, case):
-    for value in (case.headers or {}).values():
-        if isinstance(value, str) and not value.isascii():
-            return False
-    if isinstance(case.body, (bytes, bytearray)):
-        try:
-            bytes(case.body).decode("utf-8")
-        except UnicodeDecodeError:
-            return False
-    return True
 
 
 @schemathesis.hook

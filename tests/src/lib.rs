@@ -4,5 +4,5 @@
 pub mod api;
 pub mod emulator;
 pub mod fake_bitbucket;
+pub mod local;
 pub mod logs;
-pub mod watch;

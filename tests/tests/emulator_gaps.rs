@@ -1,10 +1,9 @@
-//! What `cargo lambda watch` cannot deliver, sent to the functions directly as API
-//! Gateway events. The emulator answers a request whose header value or body is not
-//! UTF-8 with its own 500, before any function runs, so tests/tests/schemathesis.rs
-//! leaves those inputs out (tests/schemathesis/hooks.py, `filter_case`). API Gateway
-//! delivers such a header as text and such a body base64-encoded, and the functions
-//! answer with a 4xx problem. (A body of `ff fe 00` on `POST /connections` is in
-//! tests/tests/input_errors.rs.)
+//! Header values and bodies that are not UTF-8, sent to the functions as API Gateway
+//! delivers them: such a header as text, such a body base64-encoded. The functions
+//! answer with a 4xx problem. (`cargo lambda watch` answers these with its own 500
+//! before any function runs; the local server passes them on as API Gateway does, and
+//! tests/tests/schemathesis.rs sends them too. A body of `ff fe 00` on
+//! `POST /connections` is in tests/tests/input_errors.rs.)
 
 use blackbox::api::{Api, Call, Reply, test_settings};
 use blackbox::fake_bitbucket::*;

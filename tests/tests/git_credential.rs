@@ -1,13 +1,13 @@
 //! The git credential helper with the real `git`: `git credential fill` and a
 //! real clone over smart HTTP (git http-backend behind Basic auth, on the fake
-//! Bitbucket), the helper asking the credentials function that `cargo lambda
-//! watch` runs, as a worker would with `scripts/run`.
+//! Bitbucket), the helper asking the credentials function through Lambda's Invoke
+//! API on the local server, as a worker would with `scripts/run`.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use blackbox::fake_bitbucket::*;
-use blackbox::watch::{build_functions, cargo, client, repository_root, start_watch, wait_until_listening};
+use blackbox::local::{build_local_server, cargo, client, repository_root, start_local, wait_until_listening};
 use serde_json::{Value, json};
 
 fn git(dir: &Path, args: &[&str]) -> Output {
@@ -57,21 +57,17 @@ fn redact(text: &str) -> String {
 // git blocks its caller; the fake Bitbucket answering it runs on the other worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_gets_credentials_through_the_helper_and_clones() {
-    build_functions();
-    let status = cargo()
-        .args(["build", "--features", "connections/embedded", "--bin", "credentials"])
-        .args(["--bin", "git-credential-bitbucket-connections"])
-        .status()
-        .unwrap();
+    build_local_server();
+    let status = cargo().args(["build", "--bin", "git-credential-bitbucket-connections"]).status().unwrap();
     assert!(status.success());
     let fake = FakeBitbucket::start().await;
     let scratch = tempfile::tempdir().unwrap();
     bare_repository(scratch.path());
     fake.serve_git(&scratch.path().join("repos"));
     let data = tempfile::tempdir().unwrap();
-    let watch = start_watch(data.path());
+    let local = start_local(data.path());
     let http = client();
-    let collection = format!("{}/connections", watch.base);
+    let collection = format!("{}/connections", local.base);
     wait_until_listening(&http, &collection).await;
 
     let body = json!({"name": "work", "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});
@@ -90,7 +86,7 @@ async fn git_gets_credentials_through_the_helper_and_clones() {
     // git finds `git-credential-bitbucket-connections` on PATH, as a worker's image would.
     let bin = repository_root().join("target/debug");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let helper = format!("bitbucket-connections --owner alice --connection {id} --local={}", watch.base);
+    let helper = format!("bitbucket-connections --owner alice --connection {id} --local={}", local.base);
     let host = fake.origin.trim_start_matches("http://").to_owned();
     let home = scratch.path();
 

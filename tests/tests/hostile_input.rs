@@ -2,8 +2,8 @@
 //! document, never a panic or a 5xx, and never another owner's data.
 
 use blackbox::api::{Api, Call, test_settings};
+use connections::domain::ServerUrl;
 use connections::input::{parse_create, parse_list_query, parse_patch};
-use connections::verify::target::ServerUrl;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

@@ -10,13 +10,14 @@ use blackbox::emulator;
 use blackbox::fake_bitbucket::*;
 use connections::config::RecheckSettings;
 use connections::credential::{Capabilities, CredentialType};
+use connections::domain::ServerUrl;
+use connections::username::Username;
 use connections::domain::{Account, Connection, ConnectionId, LastUsed, NewConnection, Owner, Provider};
 use connections::events::EventBridgeEvents;
 use connections::handlers::RecheckHandler;
 use connections::handlers::recheck::RunReport;
 use connections::seal::SealContext;
 use connections::secret::Secret;
-use connections::verify::target::ServerUrl;
 use connections::verify::{Verification, Verifier};
 use serde_json::{Value, json};
 
@@ -170,7 +171,7 @@ async fn a_revoked_token_turns_invalid_on_the_next_run_with_one_event() {
         (&json!("alice"), &json!(id), &json!("verified"), &json!("invalid"), &json!("invalid_credentials"))
     );
     assert!(!event.to_string().contains(API_TOKEN));
-    let schema_path = blackbox::watch::repository_root().join("infra/connection-status-changed.schema.json");
+    let schema_path = blackbox::local::repository_root().join("infra/connection-status-changed.schema.json");
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
     let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
     assert!(validator.is_valid(event), "the event matches infra/connection-status-changed.schema.json: {event}");
@@ -292,14 +293,15 @@ async fn five_hundred_due_connections_over_a_rate_limiting_bitbucket_finish_with
         async move {
             let id = ConnectionId::new();
             let secret = Secret::new(API_TOKEN.to_owned());
-            let origin = ServerUrl::parse(&url).unwrap().origin();
+            let url = ServerUrl::parse(&url).unwrap();
+            let origin = url.origin();
             let sealed =
                 sealer.seal(&secret, SealContext { owner: &owner, connection: &id, origin: &origin }).await.unwrap();
             let new = NewConnection {
                 id: &id,
                 name: &format!("c{i}"),
                 url: &url,
-                username: Some(API_TOKEN_EMAIL),
+                username: Some(&Username::parse(API_TOKEN_EMAIL).unwrap()),
                 resource: None,
                 expires_at: None,
             };
@@ -377,8 +379,8 @@ async fn a_connection_unused_for_90_days_is_told_once() {
         let new = NewConnection {
             id: &id,
             name,
-            url: &url,
-            username: Some(API_TOKEN_EMAIL),
+            url: &ServerUrl::parse(&url).unwrap(),
+            username: Some(&Username::parse(API_TOKEN_EMAIL).unwrap()),
             resource: None,
             expires_at: None,
         };
@@ -405,7 +407,7 @@ async fn a_connection_unused_for_90_days_is_told_once() {
         (&json!(ids[0].to_string()), &json!("idle"), &json!(90))
     );
     assert!(told[0].get("last_used").is_none(), "never used: {}", told[0]);
-    let schema_path = blackbox::watch::repository_root().join("infra/connection-unused.schema.json");
+    let schema_path = blackbox::local::repository_root().join("infra/connection-unused.schema.json");
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
     let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
     assert!(validator.is_valid(&told[0]), "the event matches infra/connection-unused.schema.json: {}", told[0]);

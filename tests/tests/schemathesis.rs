@@ -1,6 +1,5 @@
-//! Schemathesis against the service as `scripts/run` serves it: `cargo lambda watch`
-//! through the router in the workspace `Cargo.toml`, with the fake Bitbucket in this
-//! process. Every check that applies locally, all four phases (examples, coverage,
+//! Schemathesis against the service as `scripts/run` serves it (`connections-local`,
+//! the routes of `connections::routes`), with the fake Bitbucket in this process. Every check that applies locally, all four phases (examples, coverage,
 //! fuzzing, and stateful sequences along the document's links), a fixed seed and a
 //! bounded number of examples, as user `alice` (`x-dev-user`) with `bob` as the peer who
 //! must not see her connections: tests/schemathesis/schemathesis.toml says what runs and
@@ -15,7 +14,7 @@ use std::io::Write;
 use std::process::Command;
 
 use blackbox::fake_bitbucket::*;
-use blackbox::watch::{build_functions, client, repository_root, start_watch_with, wait_until_listening};
+use blackbox::local::{build_local_server, client, repository_root, start_local_with, wait_until_listening};
 
 const SCHEMATHESIS: &str = ".venv/schemathesis/bin/schemathesis";
 const CONFIG: &str = "tests/schemathesis/schemathesis.toml";
@@ -47,22 +46,22 @@ async fn schemathesis_finds_nothing_wrong() {
         "{SCHEMATHESIS} is missing: scripts/test installs it (ensure_venv schemathesis \"$SCHEMATHESIS_PIN\")"
     );
     let begun = std::time::Instant::now();
-    build_functions();
+    build_local_server();
     let fake = FakeBitbucket::start().await;
     let data = tempfile::tempdir().unwrap();
     // Schemathesis checks credentials far more often than a person: lift the per-owner limit.
-    let watch = start_watch_with(data.path(), &[("VERIFICATIONS_PER_MINUTE", "100000")]);
+    let local = start_local_with(data.path(), &[("VERIFICATIONS_PER_MINUTE", "100000")]);
     let client = client();
-    wait_until_listening(&client, &format!("{}/connections", watch.base)).await;
+    wait_until_listening(&client, &format!("{}/connections", local.base)).await;
     // The emulator starts each function on its first request: do that before the clock runs.
-    let unknown = format!("{}/connections/01934a6e-0000-7000-8000-000000000000", watch.base);
+    let unknown = format!("{}/connections/01934a6e-0000-7000-8000-000000000000", local.base);
     for request in [
-        client.get(format!("{}/connections", watch.base)),
-        client.post(format!("{}/connections", watch.base)).header("content-type", "application/json").body("{}"),
+        client.get(format!("{}/connections", local.base)),
+        client.post(format!("{}/connections", local.base)).header("content-type", "application/json").body("{}"),
         client.patch(&unknown).header("content-type", "application/json").body("{}"),
         client.delete(&unknown),
         client.get(format!("{unknown}/workspaces")),
-        client.get(format!("{}/", watch.base)),
+        client.get(format!("{}/", local.base)),
     ] {
         let status = request.header("x-dev-user", "warm-up").send().await.expect("the service answers").status();
         assert!(status.is_success() || status.is_client_error(), "warm-up answered {status}");
@@ -77,7 +76,7 @@ async fn schemathesis_finds_nothing_wrong() {
         "run",
         "infra/openapi.yaml",
         "--url",
-        &watch.base,
+        &local.base,
         "--no-color",
         "--report",
         "vcr",
@@ -141,7 +140,7 @@ async fn schemathesis_finds_nothing_wrong() {
     ] {
         assert!(totals.statuses.contains_key(operation), "no {operation} in the run");
     }
-    drop(watch);
+    drop(local);
 }
 
 #[derive(Default)]

@@ -1,5 +1,8 @@
 //! One contract, every store adapter: DynamoDB (on moto) and the embedded SQLite store.
 
+use connections::credential::Resource;
+use connections::domain::ServerUrl;
+use connections::username::Username;
 use std::sync::Arc;
 
 use blackbox::emulator;
@@ -43,8 +46,8 @@ fn connection(name: &str) -> Connection {
     let new = NewConnection {
         id: &id,
         name,
-        url: "https://api.bitbucket.org/2.0",
-        username: Some("jdoe"),
+        url: &ServerUrl::parse("https://api.bitbucket.org/2.0").unwrap(),
+        username: Some(&Username::parse("jdoe").unwrap()),
         resource: None,
         expires_at: Some(now() + time::Duration::days(90)),
     };
@@ -227,7 +230,7 @@ async fn a_connection_without_account_or_expiry_round_trips(store: Store) {
     c.account = None;
     c.username = None;
     c.expires_at = None;
-    c.resource = Some("acme/api".into());
+    c.resource = Some(Resource::parse("acme/api").unwrap());
     store.create(&alice, &c, &sealed(1), 100, None).await.unwrap();
     assert_eq!(store.get(&alice, &id_of(&c)).await.unwrap(), Some(c.clone()));
     assert_eq!(store.list(&alice, 10, None).await.unwrap().items, vec![c]);

@@ -1,7 +1,7 @@
 //! The settings page in a real browser: headless Chromium driven by
-//! `tests/web/page.test.mjs` (playwright-core), against `cargo lambda watch` and the
+//! `tests/web/page.test.mjs` (playwright-core), against the local server and the
 //! fake Bitbucket, as a person would use it at `scripts/run`'s address. A second
-//! watch runs the page with OpenID Connect configured against a fake issuer that
+//! server runs the page with OpenID Connect configured against a fake issuer that
 //! the script serves, to test the deployed sign-in (PKCE) round trip.
 //!
 //! Needs `/usr/bin/chromium` and `npm ci --prefix tests/web`; `scripts/test` does both.
@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use blackbox::fake_bitbucket::*;
-use blackbox::watch::{
-    build_functions, client, free_port, repository_root, start_watch, start_watch_with, wait_until_listening,
+use blackbox::local::{
+    build_local_server, client, free_port, repository_root, start_local, start_local_with, wait_until_listening,
 };
 use serde_json::json;
 
@@ -30,36 +30,28 @@ async fn the_settings_page_works_in_a_real_browser() {
             && root.join("tests/web/node_modules/axe-core").is_dir(),
         "tests/web/node_modules is missing: run `npm ci --prefix tests/web` (scripts/test does)"
     );
-    build_functions();
-    // cargo lambda watch (the local stand-in for API Gateway and Lambda, not the
-    // service) has been seen to stall a request or answer one with its own 500, about
-    // once in ten runs of this suite. A failed run is reported in full, then the suite
-    // runs once more against fresh watches, data and fake Bitbucket (the suite revokes a
-    // token there); failing twice fails the test.
-    let first = run_suite().await;
-    let Err(first_failure) = first else { return };
-    println!("FIRST RUN FAILED, retrying once with fresh watches:\n{first_failure}");
-    if let Err(second_failure) = run_suite().await {
-        panic!("the browser tests failed twice.\nfirst run:\n{first_failure}\n\nsecond run:\n{second_failure}");
+    build_local_server();
+    if let Err(failure) = run_suite().await {
+        panic!("the browser tests failed.\n{failure}");
     }
 }
 
-/// One run of the browser suite against its own two watches; the failures and the
-/// watches' last lines when it fails.
+/// The browser suite against its own two servers; the failures and the servers'
+/// last lines when it fails.
 async fn run_suite() -> Result<(), String> {
     let root = repository_root();
     let fake = FakeBitbucket::start().await;
     let data = tempfile::tempdir().unwrap();
-    let watch = start_watch(data.path());
+    let local = start_local(data.path());
     let issuer_port = free_port();
     let issuer = format!("http://127.0.0.1:{issuer_port}");
     let signed_in_data = tempfile::tempdir().unwrap();
-    let signed_in = start_watch_with(
+    let signed_in = start_local_with(
         signed_in_data.path(),
         &[("OIDC_ISSUER", issuer.as_str()), ("OIDC_CLIENT_ID", "settings-page-test")],
     );
     let client = client();
-    wait_until_listening(&client, &format!("{}/", watch.base)).await;
+    wait_until_listening(&client, &format!("{}/", local.base)).await;
     wait_until_listening(&client, &format!("{}/", signed_in.base)).await;
 
     // The fake's secrets, so the script uses exactly what the fake knows.
@@ -72,7 +64,7 @@ async fn run_suite() -> Result<(), String> {
     });
     let arguments = [
         "tests/web/page.test.mjs".to_owned(),
-        watch.base.clone(),
+        local.base.clone(),
         fake.url("cloud"),
         "--oidc-base".to_owned(),
         signed_in.base.clone(),
@@ -107,9 +99,9 @@ async fn run_suite() -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "screenshots in target/web-screenshots/\n{}\n\nwatch: {}\n\nwatch with sign-in: {}",
+        "screenshots in target/web-screenshots/\n{}\n\nlocal server: {}\n\nlocal server with sign-in: {}",
         failures(&printed),
-        watch.log_tail(40),
+        local.log_tail(40),
         signed_in.log_tail(40)
     ))
 }

@@ -3,9 +3,9 @@
 //
 //   node tests/web/page.test.mjs <base url> <fake cloud url> [--oidc-base <url> --oidc-issuer-port <port>]
 //
-// Run by tests/tests/web_page.rs, which starts `cargo lambda watch` and the fake
-// Bitbucket and passes the fake's secrets in FAKE_BITBUCKET. With --oidc-base, a
-// second watch serves the page with sign-in configured against the tiny OpenID
+// Run by tests/tests/web_page.rs, which starts the local server (connections-local)
+// and the fake Bitbucket and passes the fake's secrets in FAKE_BITBUCKET. With
+// --oidc-base, a second server serves the page with sign-in configured against the tiny OpenID
 // provider this script serves on --oidc-issuer-port.
 // Screenshots: target/web-screenshots/. Exits non-zero when a scenario fails.
 
@@ -118,28 +118,9 @@ async function shot(page, name, options = {}) {
 }
 
 async function openList(page, target = base) {
-  let response = await page.goto(`${target}/`);
-  if (response && response.status() >= 500) {
-    // Seen once in CI-like runs: the dev server (cargo lambda watch, not the page's
-    // function) answered GET / with a 500. Report it, with its body, and retry once; a
-    // function that really fails fails again.
-    const body = (await response.text()).slice(0, 300);
-    console.log(`  (GET / answered ${response.status()}: ${body}; retrying once)`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    response = await page.goto(`${target}/`);
-  }
+  const response = await page.goto(`${target}/`);
   assert.equal(response && response.status(), 200, 'GET / serves the page');
-  const loaded = () => document.getElementById('loading').hidden;
-  try {
-    await page.waitForFunction(loaded, null, { timeout: 15_000 });
-  } catch {
-    // Seen about once in ten runs: cargo lambda watch never hands the list request to
-    // the function (its log shows no invocation). Reload once; a list that really
-    // never loads fails below.
-    console.log('  (the list did not load in 15 s; the dev server stalled the request: reloading once)');
-    await page.reload();
-    await until(page, 'the list has loaded', loaded);
-  }
+  await until(page, 'the list has loaded', () => document.getElementById('loading').hidden);
 }
 
 async function openAdd(page) {
@@ -623,7 +604,7 @@ for (const { name, body } of scenarios) {
     failed += 1;
     console.log(`not ok - ${name}\n  ${String(error && error.stack || error).split('\n').join('\n  ')}`);
   } finally {
-    // A scenario's pages end with it: left open, their idle connections piled up on the dev server.
+    // A scenario's pages end with it: left open, their idle connections piled up on the local server.
     for (const context of contexts.splice(opened)) await context.close().catch(() => {});
   }
 }

@@ -3,24 +3,29 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Account, ConnectionId, EXPIRY_WARNING, LastUsed, Provider, Status, Verification, Warning, fold_name};
-use crate::credential::{Capabilities, CredentialType};
+use super::{
+    Account, ConnectionId, EXPIRY_WARNING, LastUsed, Provider, ServerUrl, Status, Verification, Warning, fold_name,
+};
+use crate::credential::{Capabilities, CredentialType, Resource};
+use crate::username::Username;
 
-/// A stored connection without its secret. This is also the API resource.
+/// A stored connection without its secret. This is also the API resource. The
+/// server URL, login and resource are held parsed: a stored item whose values no
+/// longer parse is refused by the store that reads it, once, as `StoreError::Corrupt`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     pub id: String,
     pub name: String,
     pub provider: Provider,
-    pub url: String,
+    pub url: ServerUrl,
     /// Absent for credentials that have no login (access tokens).
     #[serde(default)]
-    pub username: Option<String>,
+    pub username: Option<Username>,
     pub credential_type: CredentialType,
     /// What an access token is bound to (`workspace/repo`, `workspace/PROJECT`,
     /// `workspace`; on Data Center `PROJECT` or `PROJECT/repo`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
+    pub resource: Option<Resource>,
     /// `null` when the credentials may not read their own account.
     #[serde(default)]
     pub account: Option<Account>,
@@ -60,9 +65,9 @@ pub struct Connection {
 pub struct NewConnection<'a> {
     pub id: &'a ConnectionId,
     pub name: &'a str,
-    pub url: &'a str,
-    pub username: Option<&'a str>,
-    pub resource: Option<&'a str>,
+    pub url: &'a ServerUrl,
+    pub username: Option<&'a Username>,
+    pub resource: Option<&'a Resource>,
     pub expires_at: Option<OffsetDateTime>,
 }
 
@@ -73,10 +78,10 @@ impl Connection {
             id: new.id.to_string(),
             name: new.name.to_owned(),
             provider: verification.provider,
-            url: new.url.to_owned(),
-            username: new.username.map(str::to_owned),
+            url: new.url.as_stored(),
+            username: new.username.cloned(),
             credential_type: verification.credential_type,
-            resource: new.resource.map(str::to_owned),
+            resource: new.resource.map(Resource::as_stored),
             account: None,
             scopes: Vec::new(),
             capabilities: Capabilities::default(),
@@ -179,8 +184,9 @@ mod tests {
     fn expiry_shows_in_the_status() {
         let now = now();
         let id = ConnectionId::new();
+        let url = ServerUrl::parse(super::super::DEFAULT_CLOUD_URL).unwrap();
         let new =
-            |expires_at| NewConnection { id: &id, name: "w", url: "u", username: None, resource: None, expires_at };
+            |expires_at| NewConnection { id: &id, name: "w", url: &url, username: None, resource: None, expires_at };
         let verification = Verification::for_tests();
         let at = |days| Some(now + time::Duration::days(days));
         assert_eq!(

@@ -7,6 +7,7 @@ mod connection_id;
 mod connection_name;
 mod last_used;
 mod owner;
+mod server_url;
 mod status;
 mod verification;
 
@@ -16,6 +17,7 @@ pub use connection_id::ConnectionId;
 pub use connection_name::{ConnectionName, NAME_MAX_CHARS, fold_name};
 pub use last_used::LastUsed;
 pub use owner::{OWNER_MAX_BYTES, Owner};
+pub use server_url::{DEFAULT_CLOUD_URL, Flavor, ServerUrl};
 pub use status::{EXPIRY_WARNING, Provider, Status};
 pub use verification::{Verification, Warning};
 

@@ -7,14 +7,12 @@ use lambda_http::{Body, Request, Response};
 
 use super::{admit_verification, audit, connection_response, method_not_allowed, respond, seal_failure};
 use crate::config::Settings;
-use crate::credential::Resource;
 use crate::domain::{Connection, ConnectionId, NewConnection, Owner, now};
 use crate::http::{idempotency_key, json_body, principal, request_id, set_header};
 use crate::input::parse_create;
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealer};
 use crate::store::{ConnectionStore, IdempotencyRecord, StoreError};
-use crate::username::Username;
 
 /// How long a retry with the same `Idempotency-Key` gets the original answer.
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
@@ -65,13 +63,12 @@ impl AddHandler {
         let sealed = sealed.map_err(seal_failure)?;
 
         let at = now();
-        let resource = input.resource.as_ref().map(Resource::as_path);
         let new = NewConnection {
             id: &id,
             name: input.name.as_str(),
-            url: input.url.as_str(),
-            username: input.username.as_ref().map(Username::as_str),
-            resource: resource.as_deref(),
+            url: &input.url,
+            username: input.username.as_ref(),
+            resource: input.resource.as_ref(),
             expires_at: input.expires_at,
         };
         let connection = Connection::verified(new, verified, at);

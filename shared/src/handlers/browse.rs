@@ -8,17 +8,16 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use super::{method_not_allowed, respond, seal_failure, unreadable_connection};
+use super::{method_not_allowed, respond, seal_failure};
 use crate::browse::{Cursor, Source, parse_query, parse_slug};
 use crate::config::Settings;
-use crate::credential::Resource;
 use crate::domain::{Connection, ConnectionId, Owner, Status, now};
 use crate::http::{connection_id, json_response, principal, request_id};
 use crate::problem::{ApiError, FieldError};
 use crate::seal::{SealContext, Sealer};
 use crate::store::ConnectionStore;
+use crate::username::Username;
 use crate::verify::client::{Auth, BitbucketHttp};
-use crate::verify::target::ServerUrl;
 
 pub struct BrowseHandler {
     pub store: Arc<dyn ConnectionStore>,
@@ -100,7 +99,7 @@ impl BrowseHandler {
             }
             Status::Verified | Status::Expiring => {}
         }
-        let url = ServerUrl::parse(&connection.url).map_err(|_| unreadable_connection())?;
+        let url = connection.url.clone();
         let origin = url.origin();
         let secret = self
             .sealer
@@ -111,13 +110,12 @@ impl BrowseHandler {
             http: &self.http,
             url,
             connection: &connection,
-            auth: Auth::for_connection(connection.credential_type, connection.username.as_deref(), &secret),
-            resource: connection
-                .resource
-                .as_deref()
-                .map(Resource::parse)
-                .transpose()
-                .map_err(|_| unreadable_connection())?,
+            auth: Auth::for_connection(
+                connection.credential_type,
+                connection.username.as_ref().map(Username::as_str),
+                &secret,
+            ),
+            resource: connection.resource.clone(),
         };
         let q = filter.as_deref();
         let listed = match &route {

@@ -19,12 +19,13 @@ use super::report_token::{self, Subject};
 use super::seal_failure;
 use crate::config::Settings;
 use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status, now};
+use crate::domain::{DEFAULT_CLOUD_URL, Flavor, ServerUrl};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealed, Sealer};
 use crate::secret::Secret;
 use crate::store::{ConnectionStore, StoreError};
 use crate::text::{clean_text, quoted};
-use crate::verify::target::{DEFAULT_CLOUD_URL, Flavor, ServerUrl};
+use crate::username::Username;
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -241,8 +242,7 @@ impl CredentialsHandler {
         connection: &Connection,
         sealed: &Sealed,
     ) -> Result<(ServerUrl, Secret), Value> {
-        let url = ServerUrl::parse(&connection.url)
-            .map_err(|_| refusal("service_unavailable", "The stored connection is unreadable."))?;
+        let url = connection.url.clone();
         let origin = url.origin();
         match self.sealer.open(sealed, SealContext { owner, connection: id, origin: &origin }).await {
             Ok(secret) => Ok((url, secret)),
@@ -364,7 +364,7 @@ fn clone_url_base(url: &ServerUrl) -> String {
 }
 
 fn authorization(connection: &Connection, secret: &Secret) -> String {
-    match connection.username.as_deref().filter(|_| connection.credential_type.has_username()) {
+    match connection.username.as_ref().map(Username::as_str).filter(|_| connection.credential_type.has_username()) {
         Some(user) => {
             let pair = format!("{user}:{}", secret.expose());
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
@@ -384,7 +384,7 @@ fn git_credentials(connection: &Connection, url: &ServerUrl, secret: &Secret) ->
     });
     let mut answer = base;
     // Connections stored before git users were recorded derive theirs from the kind.
-    let login = connection.username.as_deref();
+    let login = connection.username.as_ref().map(Username::as_str);
     let git_user = connection.git_username.clone().or_else(|| connection.credential_type.git_username(login));
     match &git_user {
         Some(user) => {

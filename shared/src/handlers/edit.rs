@@ -5,11 +5,9 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::{
-    admit_verification, audit, connection_response, method_not_allowed, respond, seal_failure, unreadable_connection,
-};
+use super::{admit_verification, audit, connection_response, method_not_allowed, respond, seal_failure};
 use crate::config::Settings;
-use crate::credential::Resource;
+use crate::domain::ServerUrl;
 use crate::domain::{Account, Connection, ConnectionId, Owner, now};
 use crate::http::{connection_id, if_match, is_verify_action, json_body, principal, request_id};
 use crate::input::{PatchRequest, parse_patch};
@@ -17,8 +15,6 @@ use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealed, Sealer};
 use crate::secret::Secret;
 use crate::store::ConnectionStore;
-use crate::username::Username;
-use crate::verify::target::ServerUrl;
 use crate::verify::{Claim, Verification, Verifier, is_verdict};
 
 pub struct EditHandler {
@@ -26,33 +22,6 @@ pub struct EditHandler {
     pub sealer: Arc<dyn Sealer>,
     pub verifier: Verifier,
     pub settings: Settings,
-}
-
-/// The credentials of a stored connection, as the verifier takes them.
-struct Stored {
-    url: ServerUrl,
-    username: Option<Username>,
-    resource: Option<Resource>,
-}
-
-impl Stored {
-    fn of(connection: &Connection) -> Result<Self, ApiError> {
-        Ok(Self {
-            url: ServerUrl::parse(&connection.url).map_err(|_| unreadable_connection())?,
-            username: connection
-                .username
-                .as_deref()
-                .map(Username::parse)
-                .transpose()
-                .map_err(|_| unreadable_connection())?,
-            resource: connection
-                .resource
-                .as_deref()
-                .map(Resource::parse)
-                .transpose()
-                .map_err(|_| unreadable_connection())?,
-        })
-    }
 }
 
 impl EditHandler {
@@ -117,25 +86,24 @@ impl EditHandler {
         }
         let mut new_sealed = None;
         if patch.changes_credentials() {
-            let stored = Stored::of(&previous)?;
             // Rule zero: a stored secret only ever goes back to the origin it was verified with.
             if patch.password.is_none()
                 && let Some(url) = &patch.url
-                && url.url().origin() != stored.url.url().origin()
+                && url.url().origin() != previous.url.url().origin()
             {
                 return Err(ApiError::SecretRequired);
             }
             admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
-            let (verified, sealed) = self.verify_change(&owner, &id, &previous, stored, &sealed, &patch).await?;
+            let (verified, sealed) = self.verify_change(&owner, &id, &previous, &sealed, &patch).await?;
             check_account(previous.account.as_ref(), verified.account.as_ref(), patch.confirm_account_change)?;
             if let Some(url) = &patch.url {
-                url.as_str().clone_into(&mut next.url);
+                next.url = url.as_stored();
             }
             if let Some(username) = &patch.username {
-                next.username = Some(username.as_str().to_owned());
+                next.username = Some(username.clone());
             }
             if let Some(resource) = &patch.resource {
-                next.resource = Some(resource.as_path());
+                next.resource = Some(resource.as_stored());
             }
             if !verified.credential_type.has_username() {
                 next.username = None;
@@ -164,16 +132,15 @@ impl EditHandler {
         owner: &Owner,
         id: &ConnectionId,
         previous: &Connection,
-        stored: Stored,
         sealed: &Sealed,
         patch: &PatchRequest,
     ) -> Result<(Verification, Option<Sealed>), ApiError> {
-        let url = patch.url.as_ref().unwrap_or(&stored.url);
+        let url = patch.url.as_ref().unwrap_or(&previous.url);
         // Switching kinds (an API token to an access token, say) leaves behind what
         // the new kind does not take: its login, or the resource a token was bound to.
         let kind = patch.credential_type.unwrap_or(previous.credential_type);
-        let username = patch.username.as_ref().or(stored.username.as_ref().filter(|_| kind.has_username()));
-        let resource = patch.resource.as_ref().or(stored.resource.as_ref().filter(|_| kind.bound_to().is_some()));
+        let username = patch.username.as_ref().or(previous.username.as_ref().filter(|_| kind.has_username()));
+        let resource = patch.resource.as_ref().or(previous.resource.as_ref().filter(|_| kind.bound_to().is_some()));
         // A new username or server may mean another kind of credential: infer again.
         let credential_type = patch
             .credential_type
@@ -200,14 +167,13 @@ impl EditHandler {
         let id = connection_id(request)?;
         let (previous, sealed) = self.load(&owner, &id).await?;
         admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
-        let stored = Stored::of(&previous)?;
-        let secret = self.open(&owner, &id, &sealed, &stored.url).await?;
+        let secret = self.open(&owner, &id, &sealed, &previous.url).await?;
         let claim = Claim {
-            url: &stored.url,
-            username: stored.username.as_ref(),
+            url: &previous.url,
+            username: previous.username.as_ref(),
             secret: &secret,
             credential_type: Some(previous.credential_type),
-            resource: stored.resource.as_ref(),
+            resource: previous.resource.as_ref(),
         };
         let outcome = self.verifier.verify(&claim).await.and_then(|verified| {
             check_account(previous.account.as_ref(), verified.account.as_ref(), false).map(|()| verified)

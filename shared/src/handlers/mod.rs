@@ -77,12 +77,6 @@ fn connection_response(
     response
 }
 
-/// A stored connection holding a value that no longer parses.
-fn unreadable_connection() -> ApiError {
-    tracing::error!("stored connection holds a value that no longer parses");
-    ApiError::ServiceUnavailable { detail: "The stored connection is unreadable. Delete it and add it again." }
-}
-
 fn seal_failure(error: SealError) -> ApiError {
     tracing::error!(error = %error, "sealing failed");
     match error {

@@ -21,14 +21,11 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::RecheckSettings;
-use crate::credential::Resource;
 use crate::domain::{Connection, ConnectionId, Status};
 use crate::events::{Event, Events, StatusChanged, Unused};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, SealError, Sealer};
 use crate::store::{Announced, ConnectionStore, Due, DueAt, StoreError};
-use crate::username::Username;
-use crate::verify::target::ServerUrl;
 use crate::verify::{Claim, Verification, Verifier};
 
 pub struct RecheckHandler {
@@ -239,7 +236,7 @@ impl RecheckHandler {
     /// the same account pinning; sorts the outcome into definite or not.
     async fn reverify(&self, due: &Due, pauses: &Pauses) -> Result<Verification, Check> {
         let connection = &due.connection;
-        let url = ServerUrl::parse(&connection.url).map_err(|_| Check::Unusable)?;
+        let url = &connection.url;
         let host = url.url().host_str().unwrap_or_default().to_owned();
         if pauses.lock().map(|p| p.get(&host).is_some_and(|until| *until > Instant::now())).unwrap_or(false) {
             return Err(Check::RateLimited);
@@ -252,14 +249,12 @@ impl RecheckHandler {
             Err(SealError::Rejected) => return Err(Check::Verdict(ApiError::SecretUnreadable)),
             Err(SealError::Unavailable(_)) => return Err(Check::Transient),
         };
-        let username = connection.username.as_deref().map(Username::parse).transpose().map_err(|_| Check::Unusable)?;
-        let resource = connection.resource.as_deref().map(Resource::parse).transpose().map_err(|_| Check::Unusable)?;
         let claim = Claim {
-            url: &url,
-            username: username.as_ref(),
+            url,
+            username: connection.username.as_ref(),
             secret: &secret,
             credential_type: Some(connection.credential_type),
-            resource: resource.as_ref(),
+            resource: connection.resource.as_ref(),
         };
         match self.verifier.verify(&claim).await {
             Ok(verified) => match (&connection.account, &verified.account) {

@@ -64,10 +64,16 @@ impl StoreError {
             Self::VersionMismatch => ApiError::VersionMismatch,
             Self::NotFound => ApiError::NotFound,
             Self::IdempotencyKeyTaken => ApiError::IdempotencyKeyReused,
-            Self::Unavailable(reason) | Self::Corrupt(reason) => {
+            Self::Unavailable(reason) => {
                 tracing::error!(reason = %reason, "connection store failed");
                 ApiError::ServiceUnavailable {
                     detail: "The connection store is unavailable. Try again shortly; nothing was changed.",
+                }
+            }
+            Self::Corrupt(reason) => {
+                tracing::error!(reason = %reason, "stored connection holds a value that no longer parses");
+                ApiError::ServiceUnavailable {
+                    detail: "The stored connection is unreadable. Delete it and add it again.",
                 }
             }
         }

@@ -4,16 +4,15 @@ pub mod client;
 mod cloud;
 mod data_center;
 pub mod net;
-pub mod target;
 
 use std::time::Duration;
 
 use crate::credential::{Capabilities, CredentialType, Resource};
+use crate::domain::{Flavor, ServerUrl};
 use crate::problem::{ApiError, FieldError};
 use crate::secret::Secret;
 use crate::username::Username;
 use client::{BitbucketHttp, ClientSettings};
-use target::{Flavor, ServerUrl};
 
 pub use crate::domain::Verification;
 

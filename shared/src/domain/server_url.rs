@@ -80,6 +80,11 @@ impl ServerUrl {
         self.normalized_from.as_deref()
     }
 
+    /// What a connection keeps: the URL, without what the user typed instead.
+    pub fn as_stored(&self) -> Self {
+        Self { url: self.url.clone(), flavor: self.flavor, normalized_from: None }
+    }
+
     /// The stored form: `…/2.0` for Cloud, the server root for Data Center.
     pub fn as_str(&self) -> &str {
         self.url.as_str().trim_end_matches('/')
@@ -101,6 +106,21 @@ impl ServerUrl {
             path.pop_if_empty().extend(segments);
         }
         url
+    }
+}
+
+/// Stored and answered as its stored form (`as_str`); read back through `parse`, so a stored value
+/// that no longer parses is refused where the item is read.
+impl serde::Serialize for ServerUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ServerUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(|why| serde::de::Error::custom(format!("url {why}")))
     }
 }
 

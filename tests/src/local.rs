@@ -1,20 +1,22 @@
-//! The service as a newcomer runs it: `cargo lambda watch` from the repository root
-//! (what `scripts/run` starts), serving the real routes through the router in the
-//! workspace metadata, for suites that drive it over real HTTP.
+//! The service as a newcomer runs it, for suites that drive it over real HTTP:
+//! `connections-local` (what `scripts/run` starts: every route and Lambda's Invoke
+//! API in one process), and `cargo lambda watch` from the repository root with the
+//! router in the workspace metadata.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-pub struct Watch {
+/// A local server running as a child process, ended when dropped.
+pub struct Running {
     child: Child,
     /// `http://127.0.0.1:<port>`
     pub base: String,
     log: PathBuf,
 }
 
-impl Watch {
-    /// The last lines watch and its functions printed.
+impl Running {
+    /// The last lines the server and its functions printed.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
@@ -22,7 +24,7 @@ impl Watch {
     }
 }
 
-impl Drop for Watch {
+impl Drop for Running {
     fn drop(&mut self) {
         // cargo lambda runs each function as a child process: end the whole group.
         let _ = Command::new("kill").arg("--").arg(format!("-{}", self.child.id())).status();
@@ -79,6 +81,46 @@ pub fn cargo() -> Command {
     command
 }
 
+/// Builds `connections-local` as `scripts/run` does (`cargo build -p local-server`).
+pub fn build_local_server() {
+    let status = cargo().args(["build", "-p", "local-server"]).status().expect("cargo");
+    assert!(status.success(), "connections-local must build");
+}
+
+/// Starts `connections-local` (built by `build_local_server`) on a free loopback port
+/// with the embedded store in `data_dir`, Bitbucket allowed on loopback over plain
+/// HTTP (the fake), and `extra` environment variables.
+pub fn start_local_with(data_dir: &Path, extra: &[(&str, &str)]) -> Running {
+    use std::os::unix::process::CommandExt;
+    let port = free_port();
+    let (log_path, log) = log_file("local", port);
+    let binary = repository_root().join("target/debug/connections-local");
+    let child = Command::new(&binary)
+        .env("PORT", port.to_string())
+        .env("CONNECTIONS_DATA_DIR", data_dir)
+        .env("BITBUCKET_ALLOWED_PRIVATE", "127.0.0.0/8")
+        .env("BITBUCKET_ALLOWED_HTTP", "127.0.0.1")
+        .envs(extra.iter().copied())
+        .stdout(log.try_clone().expect("the server log"))
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (build_local_server builds it)", binary.display()));
+    Running { child, base: format!("http://127.0.0.1:{port}"), log: log_path }
+}
+
+pub fn start_local(data_dir: &Path) -> Running {
+    start_local_with(data_dir, &[])
+}
+
+/// What a server and its functions print, for a failing test to show (`Running::log_tail`).
+fn log_file(kind: &str, port: u16) -> (PathBuf, std::fs::File) {
+    let path = repository_root().join(format!("target/local-logs/{kind}-{port}.log"));
+    std::fs::create_dir_all(path.parent().expect("a directory")).expect("target/local-logs");
+    let file = std::fs::File::create(&path).expect("the server log");
+    (path, file)
+}
+
 /// `cargo lambda watch` builds each function with `cargo run --bin <fn>` and the
 /// features in the workspace's `lambda.watch` metadata (the embedded backend), a
 /// feature set that differs from the test build's. Building the routed binaries the
@@ -96,7 +138,7 @@ pub fn build_functions() {
 /// Starts `cargo lambda watch` on a free loopback port with the embedded store in
 /// `data_dir`, Bitbucket allowed on loopback over plain HTTP (the fake), and `extra`
 /// environment variables for the functions.
-pub fn start_watch_with(data_dir: &Path, extra: &[(&str, &str)]) -> Watch {
+pub fn start_watch_with(data_dir: &Path, extra: &[(&str, &str)]) -> Running {
     use std::os::unix::process::CommandExt;
     let port = free_port();
     let mut env = format!(
@@ -107,10 +149,7 @@ pub fn start_watch_with(data_dir: &Path, extra: &[(&str, &str)]) -> Watch {
         assert!(!value.contains(','), "cargo lambda splits --env-var at commas: {name}={value}");
         env.push_str(&format!(",{name}={value}"));
     }
-    // What watch and the functions print, for a failing test to show (`Watch::log_tail`).
-    let log_path = repository_root().join(format!("target/watch-logs/{port}.log"));
-    std::fs::create_dir_all(log_path.parent().expect("a directory")).expect("target/watch-logs");
-    let log = std::fs::File::create(&log_path).expect("the watch log");
+    let (log_path, log) = log_file("watch", port);
     let child = cargo()
         .args([
             "lambda",
@@ -128,10 +167,10 @@ pub fn start_watch_with(data_dir: &Path, extra: &[(&str, &str)]) -> Watch {
         .process_group(0)
         .spawn()
         .expect("cargo lambda must be installed (scripts/test installs it into .venv/lambda)");
-    Watch { child, base: format!("http://127.0.0.1:{port}"), log: log_path }
+    Running { child, base: format!("http://127.0.0.1:{port}"), log: log_path }
 }
 
-pub fn start_watch(data_dir: &Path) -> Watch {
+pub fn start_watch(data_dir: &Path) -> Running {
     start_watch_with(data_dir, &[])
 }
 
@@ -147,7 +186,7 @@ pub fn client() -> reqwest::Client {
 pub async fn wait_until_listening(client: &reqwest::Client, url: &str) {
     let started = Instant::now();
     while client.get(url).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(300), "cargo lambda watch did not start");
+        assert!(started.elapsed() < Duration::from_secs(300), "the local server did not start");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
