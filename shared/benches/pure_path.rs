@@ -13,7 +13,10 @@ use connections::handlers::list::PageBody;
 use connections::http::json_body;
 use connections::input::parse_create;
 use connections::seal::Sealed;
-use connections::store::{Announced, ConnectionStore, DueAt, DuePage, Expected, IdempotencyRecord, Page, StoreError};
+use connections::store::{
+    Announced, Connections, DueAt, DuePage, Expected, Idempotency, IdempotencyRecord, Page, RateLimits, Schedule,
+    StoreError,
+};
 use connections::verify::Verification;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
@@ -53,7 +56,7 @@ fn connection(n: usize) -> Connection {
 struct Instant(Vec<Connection>);
 
 #[async_trait]
-impl ConnectionStore for Instant {
+impl Connections for Instant {
     async fn create(
         &self,
         _: &Owner,
@@ -63,9 +66,6 @@ impl ConnectionStore for Instant {
         _: Option<&IdempotencyRecord>,
     ) -> Result<(), StoreError> {
         Ok(())
-    }
-    async fn idempotency_record(&self, _: &Owner, _: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        Ok(None)
     }
     async fn get(&self, _: &Owner, _: &ConnectionId) -> Result<Option<Connection>, StoreError> {
         Ok(self.0.first().cloned())
@@ -82,6 +82,20 @@ impl ConnectionStore for Instant {
     async fn delete(&self, _: &Owner, _: &ConnectionId, _: Expected<'_>) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn record_use(&self, _: &Owner, _: &ConnectionId, _: &LastUsed) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Idempotency for Instant {
+    async fn idempotency_record(&self, _: &Owner, _: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl Schedule for Instant {
     async fn due(&self, _: i64, _: usize, _: Option<&str>) -> Result<DuePage, StoreError> {
         Ok(DuePage::default())
     }
@@ -98,9 +112,10 @@ impl ConnectionStore for Instant {
     async fn mark_announced(&self, _: &Owner, _: Announced<'_>) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn record_use(&self, _: &Owner, _: &ConnectionId, _: &LastUsed) -> Result<(), StoreError> {
-        Ok(())
-    }
+}
+
+#[async_trait]
+impl RateLimits for Instant {
     async fn count_verification(&self, _: &Owner, _: u32, _: i64) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }

@@ -15,7 +15,7 @@ use connections::domain::Owner;
 use connections::http::Identity;
 use connections::seal::{KmsSealer, SealContext, SealError, Sealed, Sealer};
 use connections::secret::Secret;
-use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore};
+use connections::store::{DynamoStore, EmbeddedStore, RateLimits};
 use serde_json::{Value, json};
 
 fn token(fake: &FakeBitbucket, name: &str) -> Value {

@@ -5,19 +5,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use blackbox::api::{Api, AwsBackend, Call, test_settings};
 use blackbox::emulator;
 use blackbox::fake_bitbucket::*;
 use connections::config::RecheckSettings;
 use connections::credential::{Capabilities, CredentialType};
 use connections::domain::ServerUrl;
-use connections::username::Username;
 use connections::domain::{Account, Connection, ConnectionId, LastUsed, NewConnection, Owner, Provider};
 use connections::events::EventBridgeEvents;
 use connections::handlers::RecheckHandler;
 use connections::handlers::recheck::RunReport;
 use connections::seal::SealContext;
 use connections::secret::Secret;
+use connections::username::Username;
 use connections::verify::{Verification, Verifier};
 use serde_json::{Value, json};
 
@@ -416,4 +417,55 @@ async fn a_connection_unused_for_90_days_is_told_once() {
     assert_eq!(again.verified, 2, "{again:?}");
     assert!(env.unused_events().await.is_empty(), "told once, not at every check");
     assert!(env.events().await.is_empty(), "no status changed");
+}
+
+/// A stored value that no longer parses is one error, found where the item is read:
+/// every use answers that the connection is unreadable (nothing is sent anywhere),
+/// and the recheck leaves it out and takes it off the schedule instead of meeting it
+/// again on every run, while the others are still checked.
+#[tokio::test]
+async fn a_stored_url_that_no_longer_parses_is_refused_once_where_it_is_read() {
+    let env = env(RecheckSettings::default()).await;
+    let body = |name: &str| json!({"name": name, "url": env.fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});
+    let broken = env.add(body("broken")).await["id"].as_str().unwrap().to_owned();
+    let fine = env.add(body("fine")).await["id"].as_str().unwrap().to_owned();
+    let key =
+        |id: &str| [("pk", AttributeValue::S("USER#alice".into())), ("sk", AttributeValue::S(format!("CONN#{id}")))];
+    let mut update = env.aws.dynamodb.update_item().table_name(&env.aws.table);
+    for (name, value) in key(&broken) {
+        update = update.key(name, value);
+    }
+    update
+        .update_expression("SET #u = :u")
+        .expression_attribute_names("#u", "url")
+        .expression_attribute_values(":u", AttributeValue::S("ftp://bitbucket.example/".into()))
+        .send()
+        .await
+        .unwrap();
+    let requests_before = env.fake.requests().len();
+
+    let path = format!("/connections/{broken}");
+    for call in [Call::get(&path), Call::post(format!("{path}/verify")), Call::get(format!("{path}/workspaces"))] {
+        let reply = env.api.send(call.clone().user("alice")).await;
+        assert_eq!((reply.status, reply.code()), (503, "service_unavailable"), "{call:?}: {}", reply.text);
+        assert!(reply.json["detail"].as_str().unwrap().contains("unreadable"), "{}", reply.text);
+    }
+    let answer = env
+        .api
+        .invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": broken, "purpose": "git"}))
+        .await;
+    assert_eq!(answer["code"], "service_unavailable", "{answer}");
+    assert_eq!(env.fake.requests().len(), requests_before, "nothing was sent for the unreadable connection");
+
+    let report = env.run().await;
+    assert_eq!(report.looked_at, 1, "only the other connection is looked at: {report:?}");
+    assert_eq!(env.get(&fine).await["status"], "verified");
+    let mut get = env.aws.dynamodb.get_item().table_name(&env.aws.table);
+    for (name, value) in key(&broken) {
+        get = get.key(name, value);
+    }
+    let item = get.send().await.unwrap().item.unwrap();
+    assert!(!item.contains_key("due_at") && !item.contains_key("due_shard"), "off the schedule: {item:?}");
+    let due = env.api.store.due(i64::MAX / 2, 100, None).await.unwrap();
+    assert!(due.items.iter().all(|d| d.connection.id != broken));
 }

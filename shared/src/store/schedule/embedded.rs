@@ -1,0 +1,115 @@
+use async_trait::async_trait;
+use rusqlite::params;
+
+use super::{Announced, Due, DueAt, DuePage, Schedule};
+use crate::domain::{Connection, Owner, Status};
+use crate::seal::Sealed;
+use crate::store::StoreError;
+use crate::store::embedded::{EmbeddedStore, decode, due_seconds, encode, sql_error, status_text};
+
+#[async_trait]
+impl Schedule for EmbeddedStore {
+    async fn due(&self, now: i64, limit: usize, after: Option<&str>) -> Result<DuePage, StoreError> {
+        // The continuation is the last row's (due_at, owner, id).
+        let after: (i64, String, String) = match after {
+            Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("due cursor: {e}")))?,
+            None => (i64::MIN, String::new(), String::new()),
+        };
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .with_db(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT owner, id, doc, sealed, COALESCE(notified, 'verified'), due_at FROM connections
+                         WHERE due_at IS NOT NULL AND due_at <= ?1 AND (due_at, owner, id) > (?2, ?3, ?4)
+                         ORDER BY due_at, owner, id LIMIT ?5",
+                    )
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map(params![now, after.0, after.1, after.2, fetch], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Vec<u8>>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, i64>(5)?,
+                        ))
+                    })
+                    .map_err(sql_error)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+            })
+            .await?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|(owner, id, _, _, _, due)| serde_json::json!([due, owner, id]).to_string()))
+            .flatten();
+        let mut items = Vec::new();
+        for (stored_owner, id, doc, sealed, notified, _) in rows {
+            // One unreadable row must not stop the recheck for everyone: it is left out,
+            // logged, and taken off the schedule until a user's edit or re-add.
+            let (Some(owner), Ok(connection)) = (Owner::parse(&stored_owner), decode(&doc)) else {
+                tracing::error!(connection_id = %id, "unreadable due connection: not rechecked until it is edited");
+                let unscheduled = self
+                    .with_db(move |db| {
+                        db.execute(
+                            "UPDATE connections SET due_at = NULL WHERE owner = ?1 AND id = ?2",
+                            [&stored_owner, &id],
+                        )
+                        .map_err(sql_error)
+                    })
+                    .await;
+                if let Err(error) = unscheduled {
+                    tracing::error!(error = %error, "could not take an unreadable connection off the schedule");
+                }
+                continue;
+            };
+            let notified = serde_json::from_value(serde_json::Value::String(notified)).unwrap_or(Status::Verified);
+            items.push(Due { owner, connection, sealed: Sealed(sealed), notified });
+        }
+        Ok(DuePage { items, next })
+    }
+
+    async fn record_check(
+        &self,
+        owner: &Owner,
+        previous: &Connection,
+        next: &Connection,
+        notified: Status,
+        due: DueAt,
+    ) -> Result<(), StoreError> {
+        let (owner, doc) = (owner.as_str().to_owned(), encode(next)?);
+        let (id, version, expected) = (next.id.clone(), next.version, previous.version);
+        let due_at = due_seconds(due);
+        let notified = status_text(notified);
+        self.with_db(move |db| {
+            let changed = db
+                .execute(
+                    "UPDATE connections SET version = ?1, doc = ?2, notified = ?3, due_at = ?4
+                     WHERE owner = ?5 AND id = ?6 AND version = ?7",
+                    params![version, doc, notified, due_at, owner, id, expected],
+                )
+                .map_err(sql_error)?;
+            if changed == 0 { Err(StoreError::VersionMismatch) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn mark_announced(&self, owner: &Owner, announced: Announced<'_>) -> Result<(), StoreError> {
+        let (owner, id) = (owner.as_str().to_owned(), announced.id.to_owned());
+        let (from, to) = (status_text(announced.from), status_text(announced.to));
+        let (version, due_at) = (announced.version, due_seconds(announced.then));
+        self.with_db(move |db| {
+            // Unchanged since the check: the schedule moves on with the announcement;
+            // after a user edit only the announcement is recorded.
+            let changed = db
+                .execute(
+                    "UPDATE connections SET notified = ?1, due_at = CASE WHEN version = ?5 THEN ?6 ELSE due_at END
+                     WHERE owner = ?2 AND id = ?3 AND COALESCE(notified, 'verified') = ?4",
+                    params![to, owner, id, from, version, due_at],
+                )
+                .map_err(sql_error)?;
+            if changed == 0 { Err(StoreError::VersionMismatch) } else { Ok(()) }
+        })
+        .await
+    }
+}
