@@ -1,4 +1,4 @@
-//! Process start-up shared by the four functions: logging and building the
+//! Process start-up shared by the functions (and the local server): logging and building the
 //! handler's ports from configuration, once.
 
 use std::sync::Arc;

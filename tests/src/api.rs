@@ -1,4 +1,4 @@
-//! Drives the four handlers the way API Gateway would: HTTP API payload 2.0
+//! Drives the handlers the way API Gateway would: HTTP API payload 2.0
 //! events with the JWT authorizer's claims, routed by the same route table.
 
 use std::path::Path;

@@ -82,7 +82,9 @@ async function newPage(user, { viewport = { width: 1280, height: 900 }, origin =
   page.on('request', (request) => {
     const entry = { method: request.method(), url: request.url(), body: request.postData() || '', headers: {} };
     requests.push(entry);
-    request.allHeaders().then((headers) => { entry.headers = headers; }, () => {});
+    // allHeaders() resolves later than the request event: read them through `headersReady`,
+    // or a check right after a quick page may find none yet.
+    entry.headersReady = request.allHeaders().then((headers) => { entry.headers = headers; return headers; }, () => entry.headers);
   });
   page.on('framenavigated', async (frame) => {
     if (frame !== page.mainFrame()) return;
@@ -327,7 +329,7 @@ scenario('view, rename with If-Match, a new server needs the secret again, re-ve
   await until(page, 'the rename is shown', () => document.getElementById('detail-title').textContent === 'renamed');
   const patch = requests.filter((r) => r.method === 'PATCH').pop();
   assert.deepEqual(JSON.parse(patch.body), { name: 'renamed' });
-  assert.match(patch.headers['if-match'] || '', /^"\d+"$/, 'If-Match carries the ETag');
+  assert.match((await patch.headersReady)['if-match'] || '', /^"\d+"$/, 'If-Match carries the ETag');
   assert.match(await text(page, '#status'), /Saved “renamed”/);
 
   // Another server without the secret: the API refuses at the password field.
@@ -385,7 +387,7 @@ scenario('delete asks first, sends If-Match, and the row is gone', async () => {
   await until(page, 'the list has reloaded', () => !document.getElementById('connections').hasAttribute('aria-busy'));
   await page.unroute(listing);
   const del = requests.find((r) => r.method === 'DELETE');
-  assert.match(del.headers['if-match'] || '', /^"\d+"$/, 'If-Match carries the ETag');
+  assert.match((await del.headersReady)['if-match'] || '', /^"\d+"$/, 'If-Match carries the ETag');
   assert.equal(await page.locator('#connections li').count(), 0, 'the server no longer lists it');
   await collectViolations(page);
 });
@@ -569,7 +571,7 @@ scenario('deployed sign-in: authorization code with PKCE (S256), token in memory
     assert.equal(issued.length, 1, 'the provider checked the verifier against the challenge and issued a token');
     assert.equal(page.url(), `${oidcBase}/`, 'the code is removed from the address');
     const call = requests.find((r) => r.url.startsWith(`${oidcBase}/connections`));
-    assert.equal(call.headers.authorization, `Bearer ${issued[0]}`, 'the API is called with the token');
+    assert.equal((await call.headersReady).authorization, `Bearer ${issued[0]}`, 'the API is called with the token');
     const stored = await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length, cookie: document.cookie }));
     assert.deepEqual(stored, { local: 0, session: 0, cookie: '' }, 'the token is kept in memory only; state and verifier are gone');
     assert.ok(!(await page.content()).includes(issued[0]), 'the token is not in the page');
