@@ -14,7 +14,7 @@ use connections::http::json_body;
 use connections::input::parse_create;
 use connections::seal::Sealed;
 use connections::store::{
-    Announced, Connections, DueAt, DuePage, Expected, Idempotency, IdempotencyRecord, Page, RateLimits, Schedule,
+    Announced, Connections, Documents, DueAt, DuePage, Expected, Idempotency, IdempotencyRecord, Page, Schedule,
     StoreError,
 };
 use connections::verify::Verification;
@@ -115,9 +115,12 @@ impl Schedule for Instant {
 }
 
 #[async_trait]
-impl RateLimits for Instant {
-    async fn count_verification(&self, _: &Owner, _: u32, _: i64) -> Result<Option<u64>, StoreError> {
+impl Documents for Instant {
+    async fn read_document(&self, _: &Owner, _: &str) -> Result<Option<(String, u64)>, StoreError> {
         Ok(None)
+    }
+    async fn write_document(&self, _: &Owner, _: &str, _: &str, _: Option<u64>, _: i64) -> Result<bool, StoreError> {
+        Ok(true)
     }
 }
 

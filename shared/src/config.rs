@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::Identity;
+use crate::store::BrowseRules;
 use crate::verify::client::ClientSettings;
 use crate::verify::net::NetPolicy;
 
@@ -12,6 +13,15 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 /// Per owner: with a 10 s verification deadline, one owner holds at most a few
 /// invocations at once.
 pub const DEFAULT_VERIFICATIONS_PER_MINUTE: u32 = 20;
+/// One page of a picker, however many calls it takes to Bitbucket.
+pub const DEFAULT_BROWSE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What one owner's browsing may hold: `slots` pages at once, each for at most the
+/// page's deadline and a margin for the writes around it.
+pub fn browse_rules(slots: usize, deadline: Duration) -> BrowseRules {
+    let hold_ms = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX / 2) + 5_000;
+    BrowseRules { slots, hold_ms, ..BrowseRules::default() }
+}
 
 /// Where connections and secrets live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +42,11 @@ pub struct Settings {
     /// Checks against Bitbucket (add, edit, re-verify) per owner per minute.
     pub verifications_per_minute: u32,
     pub bitbucket: ClientSettings,
+    /// One page of a picker (`BROWSE_DEADLINE_MS`, 5,000).
+    pub browse_deadline: Duration,
+    /// Pages one owner may have in flight (`BROWSE_SLOTS_PER_OWNER`, 4) and the rest
+    /// for a server that keeps timing out.
+    pub browse: BrowseRules,
 }
 
 impl Default for Settings {
@@ -42,6 +57,8 @@ impl Default for Settings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             verifications_per_minute: DEFAULT_VERIFICATIONS_PER_MINUTE,
             bitbucket: ClientSettings::default(),
+            browse_deadline: DEFAULT_BROWSE_DEADLINE,
+            browse: browse_rules(BrowseRules::default().slots, DEFAULT_BROWSE_DEADLINE),
         }
     }
 }
@@ -130,6 +147,7 @@ impl Config {
             let pem = std::fs::read(&path).map_err(|e| format!("BITBUCKET_CA_BUNDLE {path}: {e}"))?;
             bitbucket.extra_roots_pem.push(pem);
         }
+        let browse_deadline = Duration::from_millis(number("BROWSE_DEADLINE_MS", 5_000)?.clamp(500, 20_000));
         let settings = Settings {
             identity: if local_mode { Identity::LocalDevelopment } else { Identity::Authorizer },
             max_connections_per_owner: usize::try_from(number(
@@ -144,6 +162,11 @@ impl Config {
             )?)
             .map_err(|e| e.to_string())?,
             bitbucket,
+            browse_deadline,
+            browse: browse_rules(
+                usize::try_from(number("BROWSE_SLOTS_PER_OWNER", 4)?.clamp(1, 64)).unwrap_or(4),
+                browse_deadline,
+            ),
         };
         let recheck = RecheckSettings {
             interval: Duration::from_secs(number("RECHECK_AFTER_HOURS", 24)?.clamp(1, 8760) * 3600),

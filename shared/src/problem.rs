@@ -27,37 +27,92 @@ impl FieldError {
 pub enum ApiError {
     Unauthenticated,
     NotFound,
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     UnsupportedMediaType,
-    PayloadTooLarge { limit: usize },
-    MalformedJson { detail: String },
+    PayloadTooLarge {
+        limit: usize,
+    },
+    MalformedJson {
+        detail: String,
+    },
     MalformedQuery,
-    ValidationFailed { errors: Vec<FieldError> },
-    UrlNotAllowed { detail: String },
+    ValidationFailed {
+        errors: Vec<FieldError>,
+    },
+    UrlNotAllowed {
+        detail: String,
+    },
     UsernameIsEmail,
-    InvalidCredentials { detail: String },
+    InvalidCredentials {
+        detail: String,
+    },
     AppPasswordRetired,
-    WrongResource { detail: String },
-    BitbucketNotFound { detail: String },
-    ConnectionUnusable { detail: String },
+    WrongResource {
+        detail: String,
+    },
+    BitbucketNotFound {
+        detail: String,
+    },
+    ConnectionUnusable {
+        detail: String,
+    },
     SecretRequired,
     SecretUnreadable,
-    TooManyVerifications { retry_after: Duration },
-    MissingPermissions { missing: Vec<String>, granted: Vec<String>, detail: String },
-    AccountMismatch { expected: String, found: String },
-    NotBitbucket { detail: String },
-    WrongApiPath { detail: String },
-    BitbucketRedirected { detail: String },
-    BitbucketUnreachable { detail: String },
-    BitbucketTlsError { detail: String },
+    TooManyVerifications {
+        retry_after: Duration,
+    },
+    MissingPermissions {
+        missing: Vec<String>,
+        granted: Vec<String>,
+        detail: String,
+    },
+    AccountMismatch {
+        expected: String,
+        found: String,
+    },
+    NotBitbucket {
+        detail: String,
+    },
+    WrongApiPath {
+        detail: String,
+    },
+    BitbucketRedirected {
+        detail: String,
+    },
+    BitbucketUnreachable {
+        detail: String,
+    },
+    BitbucketTlsError {
+        detail: String,
+    },
     BitbucketTimeout,
-    BitbucketRateLimited { retry_after: Option<Duration> },
-    BitbucketUnavailable { detail: String },
-    DuplicateName { name: String },
+    BitbucketRateLimited {
+        retry_after: Option<Duration>,
+    },
+    /// Every one of the owner's browse slots is busy with a page from Bitbucket.
+    BrowseBusy {
+        retry_after: Duration,
+    },
+    /// The server kept timing out on this owner's pages: not called until then.
+    BitbucketResting {
+        retry_after: Duration,
+    },
+    BitbucketUnavailable {
+        detail: String,
+    },
+    DuplicateName {
+        name: String,
+    },
     VersionMismatch,
-    TooManyConnections { limit: usize },
+    TooManyConnections {
+        limit: usize,
+    },
     IdempotencyKeyReused,
-    ServiceUnavailable { detail: &'static str },
+    ServiceUnavailable {
+        detail: &'static str,
+    },
 }
 
 impl ApiError {
@@ -92,6 +147,8 @@ impl ApiError {
             Self::BitbucketTlsError { detail: text() },
             Self::BitbucketTimeout,
             Self::BitbucketRateLimited { retry_after: None },
+            Self::BrowseBusy { retry_after: Duration::ZERO },
+            Self::BitbucketResting { retry_after: Duration::ZERO },
             Self::BitbucketUnavailable { detail: text() },
             Self::DuplicateName { name: text() },
             Self::VersionMismatch,
@@ -130,6 +187,8 @@ impl ApiError {
             Self::BitbucketTlsError { .. } => "bitbucket_tls_error",
             Self::BitbucketTimeout => "bitbucket_timeout",
             Self::BitbucketRateLimited { .. } => "bitbucket_rate_limited",
+            Self::BrowseBusy { .. } => "browse_busy",
+            Self::BitbucketResting { .. } => "bitbucket_resting",
             Self::BitbucketUnavailable { .. } => "bitbucket_unavailable",
             Self::DuplicateName { .. } => "duplicate_name",
             Self::VersionMismatch => "version_mismatch",
@@ -155,7 +214,10 @@ impl ApiError {
             Self::TooManyVerifications { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BitbucketTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BitbucketUnavailable { .. } => StatusCode::BAD_GATEWAY,
-            Self::BitbucketRateLimited { .. } | Self::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BitbucketRateLimited { .. } | Self::BitbucketResting { .. } | Self::ServiceUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::BrowseBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             // The user's input (URL, username, secret) is what Bitbucket refused:
             // never 401/403, which would tell the caller its own session ended.
             Self::ValidationFailed { .. }
@@ -205,6 +267,8 @@ impl ApiError {
             Self::BitbucketTlsError { .. } => "TLS connection to Bitbucket failed",
             Self::BitbucketTimeout => "Bitbucket did not answer in time",
             Self::BitbucketRateLimited { .. } => "Bitbucket rate limit reached",
+            Self::BrowseBusy { .. } => "Too many pages loading",
+            Self::BitbucketResting { .. } => "Bitbucket keeps timing out",
             Self::BitbucketUnavailable { .. } => "Bitbucket is failing",
             Self::DuplicateName { .. } => "Name already used",
             Self::VersionMismatch => "The connection changed",
@@ -238,6 +302,8 @@ impl ApiError {
                 Some(wait) => format!("Bitbucket is rate limiting this account. Try again in {} seconds.", wait.as_secs()),
                 None => "Bitbucket is rate limiting this account (about 1,000 requests an hour). Try again later.".into(),
             },
+            Self::BrowseBusy { retry_after } => format!("Several of your lists are still loading from Bitbucket. Try again in {} seconds.", retry_after.as_secs().max(1)),
+            Self::BitbucketResting { retry_after } => format!("This Bitbucket server did not answer in time several times in a row, so it is not asked again for {} seconds. Check that it is up, then try again.", retry_after.as_secs().max(1)),
             Self::DuplicateName { name } => format!("You already have a connection named '{name}'. Choose another name."),
             Self::VersionMismatch => "The connection was changed since you read it. Fetch it again and retry with the new ETag.".into(),
             Self::TooManyConnections { limit } => format!("You have reached the limit of {limit} connections. Delete one first."),
@@ -262,7 +328,9 @@ impl ApiError {
         match self {
             Self::BitbucketRateLimited { retry_after } => Some(retry_after.unwrap_or(Duration::from_secs(60))),
             Self::ServiceUnavailable { .. } => Some(Duration::from_secs(1)),
-            Self::TooManyVerifications { retry_after } => Some(*retry_after),
+            Self::TooManyVerifications { retry_after }
+            | Self::BrowseBusy { retry_after }
+            | Self::BitbucketResting { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

@@ -401,3 +401,66 @@ async fn an_idempotent_create_replays_its_201_even_after_the_connection_is_gone(
     let other = Call::post("/connections").user("alice").header("idempotency-key", "k-1").json(token(&fake, "other"));
     assert_eq!(api.send(other).await.code(), "idempotency_key_reused");
 }
+
+/// An attacker's connection to a server that verifies quickly and lists slowly: 25
+/// pickers at once hold the owner's 4 slots and no more (the others are answered at
+/// once with `browse_busy`), every page ends at its deadline, the server then rests
+/// (answered without calling it), and another owner's browsing meanwhile is as quick
+/// as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_browsing_a_slow_server_holds_a_few_slots_and_nobody_else_waits() {
+    let _logs = blackbox::logs::guard();
+    let (slow, fine) = (FakeBitbucket::start().await, FakeBitbucket::start().await);
+    let mut settings = test_settings();
+    settings.browse_deadline = Duration::from_millis(1000);
+    settings.browse = connections::config::browse_rules(4, settings.browse_deadline);
+    let (api, _aws) = Api::on_moto(settings).await;
+    let all_scopes = |fake: &FakeBitbucket| json!({"name": "w", "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN_ALL_SCOPES});
+    let mallory = api.send(Call::post("/connections").user("mallory").json(all_scopes(&slow))).await;
+    let alice = api.send(Call::post("/connections").user("alice").json(all_scopes(&fine))).await;
+    assert_eq!((mallory.status, alice.status), (201, 201), "{} {}", mallory.text, alice.text);
+    slow.delay(Duration::from_secs(30));
+    let called_before = slow.requests().len();
+
+    let page = |user: &'static str, reply: &Reply| {
+        let path = format!("{}/workspaces", path_of(reply));
+        let api = &api;
+        async move {
+            let started = Instant::now();
+            let reply = api.send(Call::get(path).user(user)).await;
+            (reply, started.elapsed())
+        }
+    };
+    let burst = futures::future::join_all((0..25).map(|_| page("mallory", &mallory)));
+    let quick = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        page("alice", &alice).await
+    };
+    let (answers, (alices, alice_took)) = tokio::join!(burst, quick);
+
+    assert_eq!(alices.status, 200, "{}", alices.text);
+    assert!(alice_took < Duration::from_millis(800), "another owner waited {alice_took:?}");
+    let called = slow.requests().len() - called_before;
+    assert_eq!(called, 4, "the slow server was called once a slot");
+    let mut codes: Vec<&str> = answers.iter().map(|(reply, _)| reply.code()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(codes, ["bitbucket_timeout", "browse_busy"], "{answers:?}");
+    for (reply, took) in &answers {
+        match reply.code() {
+            "bitbucket_timeout" => assert!(*took < Duration::from_millis(2500), "held past its deadline: {took:?}"),
+            _ => {
+                assert_eq!(reply.status, 429);
+                assert!(
+                    reply.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|s| (1..=10).contains(&s)))
+                );
+                assert!(*took < Duration::from_millis(1500), "refused late: {took:?}");
+            }
+        }
+    }
+
+    let rested = page("mallory", &mallory).await.0;
+    assert_eq!((rested.status, rested.code()), (503, "bitbucket_resting"), "{}", rested.text);
+    assert!(rested.header("retry-after").is_some());
+    assert_eq!(slow.requests().len() - called_before, 4, "a resting server is not called");
+}

@@ -11,7 +11,10 @@ use connections::domain::{
     Account, Connection, ConnectionId, CredentialType, LastUsed, NewConnection, Owner, Provider, Status, now,
 };
 use connections::seal::Sealed;
-use connections::store::{Announced, ConnectionStore, DueAt, DynamoStore, EmbeddedStore, Expected, StoreError};
+use connections::store::{
+    Admission, Announced, BrowseRules, CallOutcome, ConnectionStore, DueAt, DynamoStore, EmbeddedStore, Expected,
+    StoreError,
+};
 use connections::verify::Verification;
 
 type Store = Arc<dyn ConnectionStore>;
@@ -213,15 +216,59 @@ async fn deletes_are_final_and_conditional(store: Store) {
     store.create(&alice, &connection("work"), &sealed(1), 100, None).await.unwrap();
 }
 
-async fn verifications_are_counted_per_owner_and_minute(store: Store) {
+/// Ten pages of one owner asking at once, as ten Lambdas would: exactly `slots` are
+/// let through, whoever wins the writes; a slot given back is free again.
+async fn browse_slots_hold_across_concurrent_writers(store: Store) {
+    let (alice, bob) = (owner("alice"), owner("bob"));
+    let rules = BrowseRules { slots: 4, ..BrowseRules::default() };
+    let origin = "https://git.example:443";
+    let now = 1_800_000_000_000;
+    let asks = (0..10).map(|_| {
+        let (store, alice) = (store.clone(), alice.clone());
+        tokio::spawn(async move { store.take_slot(&alice, origin, &rules, now).await.unwrap() })
+    });
+    let mut leases = Vec::new();
+    for ask in asks {
+        match ask.await.unwrap() {
+            Admission::Taken(lease) => leases.push(lease),
+            Admission::Busy { retry_after_ms } => assert!((1..=10_000).contains(&retry_after_ms)),
+            resting => panic!("{resting:?}"),
+        }
+    }
+    assert_eq!(leases.len(), 4, "exactly the owner's slots are taken");
+    assert!(matches!(store.take_slot(&bob, origin, &rules, now).await, Ok(Admission::Taken(_))), "owners apart");
+    store.give_back(&alice, &leases[0], origin, CallOutcome::TimedOut, &rules, now + 100).await.unwrap();
+    let again = store.take_slot(&alice, origin, &rules, now + 200).await.unwrap();
+    assert!(matches!(again, Admission::Taken(_)), "a slot given back is free: {again:?}");
+    let Admission::Taken(lease) = again else { unreachable!() };
+    store.give_back(&alice, &lease, origin, CallOutcome::TimedOut, &rules, now + 300).await.unwrap();
+    assert_eq!(
+        store.take_slot(&alice, origin, &rules, now + 400).await,
+        Ok(Admission::Resting { retry_after_ms: rules.rest_ms - 100 }),
+        "two timeouts in a row: the server rests"
+    );
+    let other = store.take_slot(&alice, "https://fine.example:443", &rules, now + 400).await.unwrap();
+    assert!(matches!(other, Admission::Taken(_)), "another server is still called: {other:?}");
+    let full = store.take_slot(&alice, "https://fine.example:443", &rules, now + 500).await.unwrap();
+    assert!(matches!(full, Admission::Busy { .. }), "the three first leases and that one fill the slots: {full:?}");
+}
+
+async fn verifications_are_limited_over_any_sixty_seconds(store: Store) {
     let (alice, bob) = (owner("alice"), owner("bob"));
     let minute = 1_800_000_000; // a whole minute: 30_000_000 × 60
-    for _ in 0..3 {
-        assert_eq!(store.count_verification(&alice, 3, minute + 10).await, Ok(None));
+    for at in [minute + 50, minute + 55, minute + 59] {
+        assert_eq!(store.count_verification(&alice, 3, at).await, Ok(None));
     }
-    assert_eq!(store.count_verification(&alice, 3, minute + 15).await, Ok(Some(45)), "wait for the next minute");
-    assert_eq!(store.count_verification(&bob, 3, minute + 15).await, Ok(None), "owners are counted apart");
-    assert_eq!(store.count_verification(&alice, 3, minute + 60).await, Ok(None), "a new minute starts afresh");
+    // A calendar-minute counter admitted three more here.
+    assert_eq!(
+        store.count_verification(&alice, 3, minute + 61).await,
+        Ok(Some(49)),
+        "the minute's boundary resets nothing"
+    );
+    assert_eq!(store.count_verification(&bob, 3, minute + 61).await, Ok(None), "owners are counted apart");
+    assert_eq!(store.count_verification(&alice, 3, minute + 109).await, Ok(Some(1)));
+    assert_eq!(store.count_verification(&alice, 3, minute + 110).await, Ok(None), "the oldest has left the window");
+    assert_eq!(store.count_verification(&alice, 3, minute + 111).await, Ok(Some(4)), "a refusal admitted nothing");
 }
 
 async fn a_connection_without_account_or_expiry_round_trips(store: Store) {
@@ -325,9 +372,14 @@ macro_rules! contract {
                 super::renames_move_the_reservation(store).await;
             }
             #[tokio::test]
-            async fn verifications_are_counted_per_owner_and_minute() {
+            async fn browse_slots_hold_across_concurrent_writers() {
                 let (store, _dir) = super::$adapter().await;
-                super::verifications_are_counted_per_owner_and_minute(store).await;
+                super::browse_slots_hold_across_concurrent_writers(store).await;
+            }
+            #[tokio::test]
+            async fn verifications_are_limited_over_any_sixty_seconds() {
+                let (store, _dir) = super::$adapter().await;
+                super::verifications_are_limited_over_any_sixty_seconds(store).await;
             }
             #[tokio::test]
             async fn a_connection_without_account_or_expiry_round_trips() {

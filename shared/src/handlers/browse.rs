@@ -1,7 +1,9 @@
 //! `GET /connections/{id}/workspaces`, `/repositories` and
 //! `/repositories/{workspace}/{repo}/branches`: the import and pull-request
 //! pickers, read through the user's own connection. One DynamoDB read, one KMS
-//! Decrypt and one Bitbucket call per page.
+//! Decrypt and one Bitbucket call per page, within one deadline, in one of the
+//! owner's few browse slots (`store::browse_budget`): a slow or hostile server
+//! holds at most those slots' invocations, and one that keeps timing out rests.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use crate::domain::{Connection, ConnectionId, Owner, Status, now};
 use crate::http::{connection_id, json_response, principal, request_id};
 use crate::problem::{ApiError, FieldError};
 use crate::seal::{SealContext, Sealer};
-use crate::store::ConnectionStore;
+use crate::store::{Admission, CallOutcome, ConnectionStore};
 use crate::username::Username;
 use crate::verify::client::{Auth, BitbucketHttp};
 
@@ -117,17 +119,32 @@ impl BrowseHandler {
             ),
             resource: connection.resource.clone(),
         };
+        let origin_key = origin.to_string();
+        let lease = self.take_slot(&owner, &origin_key).await?;
         let q = filter.as_deref();
-        let listed = match &route {
-            Route::Workspaces => source.workspaces(cursor).await.map(|l| serde_json::to_value(l).unwrap_or_default()),
-            Route::Repositories => source
-                .repositories(workspace.as_deref().unwrap_or_default(), q, cursor)
-                .await
-                .map(|l| serde_json::to_value(l).unwrap_or_default()),
-            Route::Branches { workspace, repo } => {
-                source.branches(workspace, repo, q, cursor).await.map(|l| serde_json::to_value(l).unwrap_or_default())
+        let listing = async {
+            match &route {
+                Route::Workspaces => {
+                    source.workspaces(cursor).await.map(|l| serde_json::to_value(l).unwrap_or_default())
+                }
+                Route::Repositories => source
+                    .repositories(workspace.as_deref().unwrap_or_default(), q, cursor)
+                    .await
+                    .map(|l| serde_json::to_value(l).unwrap_or_default()),
+                Route::Branches { workspace, repo } => source
+                    .branches(workspace, repo, q, cursor)
+                    .await
+                    .map(|l| serde_json::to_value(l).unwrap_or_default()),
             }
         };
+        let listed = tokio::time::timeout(self.settings.browse_deadline, listing)
+            .await
+            .unwrap_or(Err(ApiError::BitbucketTimeout));
+        let outcome = match listed {
+            Err(ApiError::BitbucketTimeout) => CallOutcome::TimedOut,
+            _ => CallOutcome::Answered,
+        };
+        self.give_back(&owner, &lease, &origin_key, outcome).await;
         match listed {
             Ok(body) => Ok(json_response(StatusCode::OK, &body)),
             Err(error @ ApiError::InvalidCredentials { .. }) => {
@@ -135,6 +152,30 @@ impl BrowseHandler {
                 Err(error)
             }
             Err(error) => Err(error),
+        }
+    }
+
+    /// One of the owner's browse slots for a page from `origin`, or the problem
+    /// that says when to come back (nothing is sent to Bitbucket then).
+    async fn take_slot(&self, owner: &Owner, origin: &str) -> Result<String, ApiError> {
+        let rules = &self.settings.browse;
+        match self.store.take_slot(owner, origin, rules, now_ms()).await {
+            Ok(Admission::Taken(lease)) => Ok(lease),
+            Ok(Admission::Busy { retry_after_ms }) => {
+                Err(ApiError::BrowseBusy { retry_after: seconds(retry_after_ms) })
+            }
+            Ok(Admission::Resting { retry_after_ms }) => {
+                Err(ApiError::BitbucketResting { retry_after: seconds(retry_after_ms) })
+            }
+            Err(error) => Err(error.into_api("", self.settings.max_connections_per_owner)),
+        }
+    }
+
+    /// A slot not given back (the store failing now) frees itself when its lease runs out.
+    async fn give_back(&self, owner: &Owner, lease: &str, origin: &str, outcome: CallOutcome) {
+        let rules = &self.settings.browse;
+        if let Err(error) = self.store.give_back(owner, lease, origin, outcome, rules, now_ms()).await {
+            tracing::warn!(error = %error, "could not give a browse slot back; it frees itself when its lease runs out");
         }
     }
 
@@ -150,4 +191,13 @@ impl BrowseHandler {
             tracing::info!(connection_id = %id, failure = %failure, "could not mark the connection invalid");
         }
     }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Whole seconds for `Retry-After`, rounded up.
+fn seconds(ms: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1))
 }

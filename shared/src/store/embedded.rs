@@ -30,11 +30,13 @@ CREATE TABLE IF NOT EXISTS idempotency_records (
     expires_at    INTEGER NOT NULL,
     PRIMARY KEY (owner, key)
 );
-CREATE TABLE IF NOT EXISTS verifications (
-    owner   TEXT    NOT NULL,
-    window  INTEGER NOT NULL,
-    count   INTEGER NOT NULL,
-    PRIMARY KEY (owner, window)
+CREATE TABLE IF NOT EXISTS documents (
+    owner      TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    text       TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, name)
 );";
 
 #[derive(Clone)]

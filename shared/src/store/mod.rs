@@ -1,11 +1,14 @@
 //! Storage: one module an aggregate, each a port (a trait) with its DynamoDB and
-//! SQLite adapters side by side: `connections`, `idempotency`, `rate_limit`,
-//! `schedule`. `dynamo` and `embedded` hold what an adapter's aggregates share (the
+//! SQLite adapters side by side: `connections`, `idempotency`, `schedule`, and
+//! `documents` (small per-owner documents changed by conditional writes), which
+//! `rate_limit` and `browse_budget` keep their state in. `dynamo` and `embedded` hold what an adapter's aggregates share (the
 //! table's keys, item codec and transactions; the database file and its schema).
 //! A stored item that no longer parses is refused where it is read, as
 //! `StoreError::Corrupt`.
 
+mod browse_budget;
 mod connections;
+mod documents;
 mod dynamo;
 #[cfg(feature = "embedded")]
 mod embedded;
@@ -13,12 +16,14 @@ mod idempotency;
 mod rate_limit;
 mod schedule;
 
+pub use browse_budget::{Admission, BrowseBudget, BrowseRules, CallOutcome};
 pub use connections::{Connections, Expected, Page};
+pub use documents::{Change, Documents};
 pub use dynamo::{DUE_INDEX, DynamoStore, PARTITION_KEY, SORT_KEY};
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 pub use idempotency::{Idempotency, IdempotencyRecord};
-pub use rate_limit::{RateLimits, verification_window};
+pub use rate_limit::{RateLimits, WINDOW_SECONDS, admit};
 pub use schedule::{Announced, Due, DueAt, DuePage, Schedule};
 
 use crate::problem::ApiError;
@@ -68,6 +73,6 @@ impl StoreError {
 }
 
 /// Every aggregate: what a function's handler holds (`Arc<dyn ConnectionStore>`).
-pub trait ConnectionStore: Connections + Idempotency + RateLimits + Schedule {}
+pub trait ConnectionStore: Connections + Idempotency + RateLimits + BrowseBudget + Schedule {}
 
-impl<T: Connections + Idempotency + RateLimits + Schedule + ?Sized> ConnectionStore for T {}
+impl<T: Connections + Idempotency + RateLimits + BrowseBudget + Schedule + ?Sized> ConnectionStore for T {}
