@@ -14,7 +14,7 @@ use connections::http::json_body;
 use connections::input::parse_create;
 use connections::seal::Sealed;
 use connections::store::{
-    Announced, Connections, Documents, DueAt, DuePage, Expected, Idempotency, IdempotencyRecord, Page, Schedule,
+    Announced, Connections, Documents, Due, DueAt, DuePage, Expected, Idempotency, IdempotencyRecord, Page, Schedule,
     StoreError,
 };
 use connections::verify::Verification;
@@ -96,6 +96,12 @@ impl Idempotency for Instant {
 
 #[async_trait]
 impl Schedule for Instant {
+    async fn due_one(&self, _: &Owner, _: &ConnectionId) -> Result<Option<Due>, StoreError> {
+        Ok(None)
+    }
+    async fn lease(&self, _: &Owner, _: &str, _: i64, _: i64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
     async fn due(&self, _: i64, _: usize, _: Option<&str>) -> Result<DuePage, StoreError> {
         Ok(DuePage::default())
     }

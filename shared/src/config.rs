@@ -68,8 +68,15 @@ impl Default for Settings {
 pub struct RecheckSettings {
     /// Re-verify connections not checked for this long (`RECHECK_AFTER_HOURS`, 24).
     pub interval: Duration,
-    /// Connections looked at in parallel (`RECHECK_CONCURRENCY`, 8).
+    /// Connections one invocation looks at in parallel: a whole run without a queue
+    /// (`RECHECK_CONCURRENCY`, 8), or one batch of queued work.
     pub concurrency: usize,
+    /// Connections of one owner a planner run queues at most; the rest wait for the
+    /// next run (`RECHECK_OWNER_SHARE`, 200), so no owner's thousands take a run.
+    pub owner_share: usize,
+    /// How long a queued connection is held off the schedule for its worker; if no
+    /// worker checks it by then, it is due again.
+    pub lease: Duration,
     /// Due connections read per query page.
     pub page_size: usize,
     /// A host that answered 429 without `Retry-After` is left alone this long.
@@ -85,6 +92,8 @@ impl Default for RecheckSettings {
         Self {
             interval: Duration::from_secs(24 * 60 * 60),
             concurrency: 8,
+            owner_share: 200,
+            lease: Duration::from_secs(15 * 60),
             page_size: 100,
             rate_limit_pause: Duration::from_secs(60),
             retry_after: Duration::from_secs(60),
@@ -99,6 +108,10 @@ pub struct Config {
     pub recheck: RecheckSettings,
     /// EventBridge bus for status events (`EVENT_BUS_NAME`; locally they are logged).
     pub event_bus: Option<String>,
+    /// The recheck's work queue (`RECHECK_QUEUE_URL`): with one, a scheduled run plans
+    /// and queued batches are checked by as many workers as the queue's event source
+    /// mapping allows; without one, a run checks everything itself.
+    pub recheck_queue: Option<String>,
 }
 
 impl Config {
@@ -171,9 +184,16 @@ impl Config {
         let recheck = RecheckSettings {
             interval: Duration::from_secs(number("RECHECK_AFTER_HOURS", 24)?.clamp(1, 8760) * 3600),
             concurrency: usize::try_from(number("RECHECK_CONCURRENCY", 8)?.clamp(1, 64)).unwrap_or(8),
+            owner_share: usize::try_from(number("RECHECK_OWNER_SHARE", 200)?.clamp(1, 1_000_000)).unwrap_or(200),
             ..RecheckSettings::default()
         };
-        Ok(Self { backend, settings, recheck, event_bus: lookup("EVENT_BUS_NAME") })
+        Ok(Self {
+            backend,
+            settings,
+            recheck,
+            event_bus: lookup("EVENT_BUS_NAME"),
+            recheck_queue: lookup("RECHECK_QUEUE_URL"),
+        })
     }
 }
 

@@ -26,3 +26,4 @@ pub mod text;
 pub mod tls;
 pub mod username;
 pub mod verify;
+pub mod work;

@@ -227,6 +227,7 @@ async fn each_role_grants_exactly_what_its_function_calls() {
         verifier: Verifier::new(&settings.bitbucket).unwrap(),
         events: Arc::new(EventBridgeEvents::new(recheck.events.clone(), "default")),
         settings: RecheckSettings { interval: std::time::Duration::ZERO, ..RecheckSettings::default() },
+        circuits: Default::default(),
     };
 
     let body = |name: &str| json!({"name": name, "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});

@@ -87,6 +87,7 @@ async fn env(settings: RecheckSettings) -> Env {
         // As deployed: the client is built on the first publish.
         events: Arc::new(EventBridgeEvents::lazy(sdk, bus)),
         settings,
+        circuits: Default::default(),
     };
     Env { api, aws, fake, recheck, queue_url, unused_queue_url }
 }
@@ -468,4 +469,122 @@ async fn a_stored_url_that_no_longer_parses_is_refused_once_where_it_is_read() {
     assert!(!item.contains_key("due_at") && !item.contains_key("due_shard"), "off the schedule: {item:?}");
     let due = env.api.store.due(i64::MAX / 2, 100, None).await.unwrap();
     assert!(due.items.iter().all(|d| d.connection.id != broken));
+}
+
+/// `count` connections of `owner` to `url`, last verified two days ago: each due for a
+/// check, with a working API token at the fake.
+async fn seed(env: &Env, owner: &str, url: &str, count: usize) -> Vec<String> {
+    let owner = Owner::parse(owner).unwrap();
+    let url = ServerUrl::parse(url).unwrap();
+    let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(2);
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let id = ConnectionId::new();
+        let context = SealContext { owner: &owner, connection: &id, origin: &url.origin() };
+        let sealed = env.api.sealer.seal(&Secret::new(API_TOKEN.to_owned()), context).await.unwrap();
+        let username = Username::parse(API_TOKEN_EMAIL).unwrap();
+        let name = format!("{}-{i}", url.origin());
+        let new = NewConnection {
+            id: &id,
+            name: &name,
+            url: &url,
+            username: Some(&username),
+            resource: None,
+            expires_at: None,
+        };
+        let connection = Connection::verified(new, verification(), long_ago);
+        env.api.store.create(&owner, &connection, &sealed, 1000, None).await.unwrap();
+        ids.push(id.to_string());
+    }
+    ids
+}
+
+/// The SQS event the queue's event source mapping would hand a worker: every message
+/// waiting on `queue_url` (a batch of up to ten each).
+async fn queued_batches(queue_url: &str) -> Vec<Value> {
+    let mut batches = Vec::new();
+    loop {
+        let received = sqs("ReceiveMessage", json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10})).await;
+        let messages = received["Messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            return batches;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| json!({"messageId": m["MessageId"], "body": m["Body"], "eventSource": "aws:sqs"}))
+            .collect();
+        batches.push(json!({"Records": records}));
+    }
+}
+
+/// Deployed with a queue: a scheduled run only plans. It queues each due connection
+/// once (leased off the schedule, so the next run does not queue it again), at most
+/// `owner_share` of each owner (the rest go next run), and names only the connection;
+/// workers check the batches; a message delivered twice is checked once.
+#[tokio::test]
+async fn a_planned_run_queues_each_due_connection_once_and_workers_check_them() {
+    let _logs = blackbox::logs::guard();
+    let env = env(RecheckSettings { owner_share: 3, ..RecheckSettings::default() }).await;
+    let url = env.fake.url("cloud");
+    seed(&env, "alice", &url, 5).await;
+    seed(&env, "bob", &url, 2).await;
+    let created = sqs("CreateQueue", json!({"QueueName": format!("{}-work", env.aws.table)})).await;
+    let queue_url = created["QueueUrl"].as_str().unwrap().to_owned();
+    let client = aws_sdk_sqs::Client::new(&emulator::sdk_config_at(&emulator::endpoint()).await);
+    let queue = connections::work::SqsQueue::new(client, queue_url.clone());
+    let deadline = || Instant::now() + Duration::from_secs(60);
+
+    let first = env.recheck.plan(&queue, deadline()).await;
+    assert_eq!((first.queued, first.over_share, first.not_queued), (5, 2, 0), "{first:?}");
+    let second = env.recheck.plan(&queue, deadline()).await;
+    assert_eq!((second.queued, second.over_share), (2, 0), "only alice's two left over: {second:?}");
+    let batches = queued_batches(&queue_url).await;
+    let bodies: Vec<Value> = batches
+        .iter()
+        .flat_map(|b| {
+            b["Records"].as_array().unwrap().iter().map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap())
+        })
+        .collect();
+    assert_eq!(bodies.len(), 7);
+    for body in &bodies {
+        let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["connection_id", "owner"], "a message names the connection and nothing else: {body}");
+    }
+    let calls_before = env.fake.requests().len();
+    let mut verified = 0;
+    for batch in &batches {
+        let report = env.recheck.handle(batch, None, deadline()).await;
+        verified += report["verified"].as_u64().unwrap();
+    }
+    assert_eq!(verified, 7);
+    assert_eq!(env.fake.requests().len() - calls_before, 7, "one check a connection");
+    let again = env.recheck.handle(&batches[0], None, deadline()).await;
+    assert_eq!(again["looked_at"], 0, "a message delivered twice is passed over: {again}");
+    let nothing = env.recheck.plan(&queue, deadline()).await;
+    assert_eq!(nothing.queued, 0, "all checked, none due: {nothing:?}");
+}
+
+/// 30 connections to a server that never answers among 30 to a working one: the
+/// tarpit is called by the first wave only (a circuit per server), and every other
+/// connection is checked in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tarpits_cost_one_wave_of_timeouts_and_every_other_connection_is_checked() {
+    let _logs = blackbox::logs::guard();
+    let env = env(RecheckSettings { concurrency: 4, ..RecheckSettings::default() }).await;
+    let tarpit = FakeBitbucket::start().await;
+    seed(&env, "mallory", &tarpit.url("cloud"), 30).await;
+    seed(&env, "alice", &env.fake.url("cloud"), 30).await;
+    tarpit.delay(Duration::from_secs(120));
+    let tarpit_before = tarpit.requests().len();
+
+    let started = Instant::now();
+    let report = env.run().await;
+    let took = started.elapsed();
+    assert_eq!(report.verified, 30, "{report:?}");
+    assert!(!report.stopped_early, "{report:?}");
+    let called = tarpit.requests().len() - tarpit_before;
+    assert!(called <= 4, "the tarpit was called {called} times: once a slot of the first wave at most");
+    assert_eq!(report.transient + report.rate_limited, 30, "{report:?}");
+    // A run without the circuit waited 30 × 3 s / 4 here.
+    assert!(took < Duration::from_secs(15), "{took:?}");
 }

@@ -1,4 +1,6 @@
-//! `recheck` function (EventBridge Scheduler, no HTTP route): see `connections::handlers::recheck`.
+//! `recheck` function: see `connections::handlers::recheck`. The schedule invokes
+//! it to plan (or, without a queue, to check everything itself); the work queue's
+//! event source mapping invokes it with batches to check.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -6,6 +8,7 @@ use connections::config::Config;
 use connections::handlers::RecheckHandler;
 use connections::runtime;
 use connections::verify::Verifier;
+use connections::work::{SqsQueue, WorkQueue};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -16,14 +19,20 @@ async fn main() -> Result<(), Error> {
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
     let verifier = Verifier::new(&config.settings.bitbucket)?;
     let events = runtime::events(&config).await;
-    let handler = RecheckHandler { store, sealer, verifier, events, settings: config.recheck };
+    let queue = match &config.recheck_queue {
+        Some(url) => Some(SqsQueue::lazy(connections::aws::sdk_config().await, url.clone())),
+        None => None,
+    };
+    let handler =
+        RecheckHandler { store, sealer, verifier, events, settings: config.recheck, circuits: Default::default() };
     // Lives as long as the process; see `run_concurrent` in the HTTP functions.
-    let handler: &'static _ = Box::leak(Box::new(handler));
+    let (handler, queue): (&'static _, &'static _) = (Box::leak(Box::new(handler)), Box::leak(Box::new(queue)));
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {
         // Stop with a margin before Lambda's own deadline; what is left stays due.
         let left = event.context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
         let deadline = Instant::now() + left.saturating_sub(Duration::from_secs(1));
-        Ok::<_, Error>(serde_json::to_value(handler.run(deadline).await)?)
+        let queue = queue.as_ref().map(|q| q as &dyn WorkQueue);
+        Ok::<_, Error>(handler.handle(&event.payload, queue, deadline).await)
     }))
     .await
 }

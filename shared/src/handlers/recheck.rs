@@ -11,6 +11,14 @@
 //! due time are bookkeeping, so a user's `If-Match` stays valid across runs.
 //! Events are at least once: the status is written first (still due), then
 //! published, then marked announced; a failed publish is retried next run.
+//!
+//! Deployed with a queue, the work fans out: the scheduled run only plans (it
+//! reads the due index, takes at most `owner_share` connections of each owner, holds
+//! each off the schedule for a lease and queues its key), and the queue's event
+//! source mapping hands batches to as many workers as the operator allows, each of
+//! which reads its connections afresh and checks them as a run would. A server that
+//! times out or asks to slow down is left alone by that worker for a while (a
+//! circuit per host), so a few tarpits cost a few timeouts, not a run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,12 +29,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::RecheckSettings;
-use crate::domain::{Connection, ConnectionId, Status};
+use crate::domain::{Connection, ConnectionId, Owner, Status};
 use crate::events::{Event, Events, StatusChanged, Unused};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, SealError, Sealer};
 use crate::store::{Announced, ConnectionStore, Due, DueAt, StoreError};
 use crate::verify::{Claim, Verification, Verifier};
+use crate::work::{Work, WorkQueue};
 
 pub struct RecheckHandler {
     pub store: Arc<dyn ConnectionStore>,
@@ -34,6 +43,26 @@ pub struct RecheckHandler {
     pub verifier: Verifier,
     pub events: Arc<dyn Events>,
     pub settings: RecheckSettings,
+    /// Hosts left alone until then: they asked to slow down or timed out. Kept for
+    /// the process's life, so a warm worker remembers across its batches.
+    pub circuits: Circuits,
+}
+
+/// Server origin → until when it is left alone.
+pub type Circuits = Mutex<HashMap<String, Instant>>;
+
+/// What one planner run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PlanReport {
+    /// Connections leased and queued for a worker.
+    pub queued: usize,
+    /// Left due for the next run: their owner had their share of this one.
+    pub over_share: usize,
+    /// Changed since they were read (an edit, another run): not queued by this one.
+    pub changed: usize,
+    /// Leased but refused by the queue: due again when the lease ends.
+    pub not_queued: usize,
+    pub stopped_early: bool,
 }
 
 /// What one run did, for its log line and for tests.
@@ -58,16 +87,144 @@ enum Outcome {
     Conflict,
     Transient,
     RateLimited,
+    /// Queued, but gone or checked meanwhile.
+    Skipped,
 }
 
-type Pauses = Mutex<HashMap<String, Instant>>;
-
 impl RecheckHandler {
+    /// What an invocation asks: a batch from the work queue (SQS's event), or the
+    /// schedule's run, which plans when there is a queue and checks everything itself
+    /// when there is none. Ends by `deadline`.
+    pub async fn handle(
+        &self,
+        event: &serde_json::Value,
+        queue: Option<&dyn WorkQueue>,
+        deadline: Instant,
+    ) -> serde_json::Value {
+        if let Some(batch) = queued_work(event) {
+            return serde_json::to_value(self.work(batch, deadline).await).unwrap_or_default();
+        }
+        match queue {
+            Some(queue) => serde_json::to_value(self.plan(queue, deadline).await).unwrap_or_default(),
+            None => serde_json::to_value(self.run(deadline).await).unwrap_or_default(),
+        }
+    }
+
+    /// Queues every due connection, at most `owner_share` of each owner, each held off
+    /// the schedule for the lease. Nothing secret is read or queued.
+    pub async fn plan(&self, queue: &dyn WorkQueue, deadline: Instant) -> PlanReport {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let until = now + i64::try_from(self.settings.lease.as_secs()).unwrap_or(900);
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        let mut report = PlanReport::default();
+        let mut after: Option<String> = None;
+        loop {
+            if Instant::now() + Duration::from_secs(2) >= deadline {
+                report.stopped_early = true;
+                break;
+            }
+            let page = match self.store.due(now, self.settings.page_size, after.as_deref()).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(error = %error, "could not read due connections");
+                    break;
+                }
+            };
+            let mut mine = Vec::new();
+            for due in page.items {
+                let share = taken.entry(due.owner.as_str().to_owned()).or_default();
+                if *share >= self.settings.owner_share {
+                    report.over_share += 1;
+                    continue;
+                }
+                *share += 1;
+                mine.push(due);
+            }
+            let leased: Vec<Option<Work>> = futures::stream::iter(mine)
+                .map(|due| async move {
+                    let seen = due.due_at?;
+                    match self.store.lease(&due.owner, &due.connection.id, seen, until).await {
+                        Ok(true) => {
+                            Some(Work { owner: due.owner.as_str().to_owned(), connection_id: due.connection.id })
+                        }
+                        Ok(false) => None,
+                        Err(error) => {
+                            tracing::warn!(error = %error, "could not lease a due connection; left for the next run");
+                            None
+                        }
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            report.changed += leased.iter().filter(|work| work.is_none()).count();
+            let work: Vec<Work> = leased.into_iter().flatten().collect();
+            match queue.enqueue(&work).await {
+                Ok(()) => report.queued += work.len(),
+                Err((failed, why)) => {
+                    tracing::error!(
+                        failed = failed.len(),
+                        why,
+                        "the queue refused work; due again when the lease ends"
+                    );
+                    report.queued += work.len() - failed.len();
+                    report.not_queued += failed.len();
+                }
+            }
+            after = page.next;
+            if after.is_none() {
+                break;
+            }
+        }
+        tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "recheck plan");
+        report
+    }
+
+    /// Checks one batch of queued connections, each read afresh: one that a user
+    /// deleted, or that was checked meanwhile (a message delivered twice), is passed over.
+    pub async fn work(&self, batch: Vec<Work>, deadline: Instant) -> RunReport {
+        let started = OffsetDateTime::now_utc();
+        let horizon = started.unix_timestamp() + i64::try_from(self.settings.lease.as_secs()).unwrap_or(900);
+        let reserve = self.verifier.deadline() + Duration::from_secs(2);
+        let outcomes: Vec<Option<(Outcome, usize)>> = futures::stream::iter(batch)
+            .map(|work| async move {
+                let (Some(owner), Some(id)) = (Owner::parse(&work.owner), ConnectionId::parse(&work.connection_id))
+                else {
+                    tracing::error!("queued work names no connection");
+                    return Some((Outcome::Skipped, 0));
+                };
+                if Instant::now() + reserve >= deadline {
+                    return None;
+                }
+                match self.store.due_one(&owner, &id).await {
+                    Ok(Some(due)) if due.due_at.is_some_and(|at| at <= horizon) => Some(self.look(due, started).await),
+                    Ok(_) => Some((Outcome::Skipped, 0)),
+                    Err(error) => {
+                        tracing::error!(error = %error, connection_id = %id, "could not read a queued connection");
+                        Some((Outcome::Skipped, 0))
+                    }
+                }
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = RunReport::default();
+        for outcome in outcomes {
+            report.tally(outcome);
+        }
+        tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "recheck batch");
+        report
+    }
+
     /// One run, which must end by `deadline`.
     pub async fn run(&self, deadline: Instant) -> RunReport {
         let started = OffsetDateTime::now_utc();
         let now = started.unix_timestamp();
-        let pauses: Pauses = Mutex::new(HashMap::new());
+        // A run's circuits are its own (runs are an hour apart); a worker's outlive its
+        // batch, since the next batch comes moments later.
+        if let Ok(mut circuits) = self.circuits.lock() {
+            circuits.clear();
+        }
         let mut report = RunReport::default();
         let mut after: Option<String> = None;
         // One verification may take the verifier's whole deadline: never start one that cannot finish.
@@ -85,33 +242,17 @@ impl RecheckHandler {
                 }
             };
             let outcomes: Vec<Option<(Outcome, usize)>> = futures::stream::iter(page.items)
-                .map(|due| {
-                    let pauses = &pauses;
-                    async move {
-                        if Instant::now() + reserve >= deadline {
-                            return None;
-                        }
-                        Some(self.look(due, started, pauses).await)
+                .map(|due| async move {
+                    if Instant::now() + reserve >= deadline {
+                        return None;
                     }
+                    Some(self.look(due, started).await)
                 })
                 .buffer_unordered(self.settings.concurrency.max(1))
                 .collect()
                 .await;
             for outcome in outcomes {
-                let Some((outcome, events)) = outcome else {
-                    report.stopped_early = true;
-                    continue;
-                };
-                report.looked_at += 1;
-                report.events += events;
-                match outcome {
-                    Outcome::Rescheduled => {}
-                    Outcome::Verified => report.verified += 1,
-                    Outcome::Invalidated => report.invalidated += 1,
-                    Outcome::Conflict => report.conflicts += 1,
-                    Outcome::Transient => report.transient += 1,
-                    Outcome::RateLimited => report.rate_limited += 1,
-                }
+                report.tally(outcome);
             }
             after = page.next;
             if after.is_none() || report.stopped_early {
@@ -122,7 +263,7 @@ impl RecheckHandler {
         report
     }
 
-    async fn look(&self, due: Due, now: OffsetDateTime, pauses: &Pauses) -> (Outcome, usize) {
+    async fn look(&self, due: Due, now: OffsetDateTime) -> (Outcome, usize) {
         let previous = due.connection.clone();
         let mut next = previous.clone();
         let interval = time::Duration::try_from(self.settings.interval).unwrap_or(time::Duration::DAY);
@@ -130,7 +271,7 @@ impl RecheckHandler {
         // An expired token would only earn a 401: `expired` says more, without asking.
         let expired = previous.clone().with_status_at(now).status == Status::Expired;
         if previous.status == Status::Verified && !expired && previous.verified_at + interval <= now {
-            match self.reverify(&due, pauses).await {
+            match self.reverify(&due).await {
                 Ok(verified) => {
                     // Told before the check is written: should the event not be taken, the
                     // connection stays as it was and the next run tells it again (at least once).
@@ -234,11 +375,12 @@ impl RecheckHandler {
 
     /// Verifies the stored credentials as the user's own re-verify does, with
     /// the same account pinning; sorts the outcome into definite or not.
-    async fn reverify(&self, due: &Due, pauses: &Pauses) -> Result<Verification, Check> {
+    async fn reverify(&self, due: &Due) -> Result<Verification, Check> {
         let connection = &due.connection;
         let url = &connection.url;
-        let host = url.url().host_str().unwrap_or_default().to_owned();
-        if pauses.lock().map(|p| p.get(&host).is_some_and(|until| *until > Instant::now())).unwrap_or(false) {
+        // Per origin: two servers on one host (ports apart) are two servers.
+        let host = url.origin().to_string();
+        if self.circuits.lock().map(|c| c.get(&host).is_some_and(|until| *until > Instant::now())).unwrap_or(false) {
             return Err(Check::RateLimited);
         }
         let id = ConnectionId::parse(&connection.id).ok_or(Check::Unusable)?;
@@ -264,11 +406,13 @@ impl RecheckHandler {
                 _ => Ok(verified),
             },
             Err(ApiError::BitbucketRateLimited { retry_after }) => {
-                let pause = retry_after.unwrap_or(self.settings.rate_limit_pause);
-                if let Ok(mut pauses) = pauses.lock() {
-                    pauses.insert(host, Instant::now() + pause);
-                }
+                self.open_circuit(host, retry_after.unwrap_or(self.settings.rate_limit_pause));
                 Err(Check::RateLimited)
+            }
+            // A tarpit costs one timeout, not one per connection pointing at it.
+            Err(ApiError::BitbucketTimeout) => {
+                self.open_circuit(host, self.settings.rate_limit_pause);
+                Err(Check::Transient)
             }
             Err(error) if about_the_credentials(&error) => Err(Check::Verdict(error)),
             // A maintenance page, a redirect to SSO or a DNS blip says nothing about the
@@ -276,6 +420,56 @@ impl RecheckHandler {
             Err(_) => Err(Check::Transient),
         }
     }
+}
+
+impl RecheckHandler {
+    fn open_circuit(&self, host: String, pause: Duration) {
+        if let Ok(mut circuits) = self.circuits.lock() {
+            circuits.insert(host, Instant::now() + pause);
+        }
+    }
+}
+
+impl RunReport {
+    fn tally(&mut self, outcome: Option<(Outcome, usize)>) {
+        let Some((outcome, events)) = outcome else {
+            self.stopped_early = true;
+            return;
+        };
+        if matches!(outcome, Outcome::Skipped) {
+            return;
+        }
+        self.looked_at += 1;
+        self.events += events;
+        match outcome {
+            Outcome::Rescheduled | Outcome::Skipped => {}
+            Outcome::Verified => self.verified += 1,
+            Outcome::Invalidated => self.invalidated += 1,
+            Outcome::Conflict => self.conflicts += 1,
+            Outcome::Transient => self.transient += 1,
+            Outcome::RateLimited => self.rate_limited += 1,
+        }
+    }
+}
+
+/// The connections an SQS event carries, if it is one.
+fn queued_work(event: &serde_json::Value) -> Option<Vec<Work>> {
+    let records = event.get("Records")?.as_array()?;
+    if !records.iter().all(|r| r.get("eventSource").and_then(|s| s.as_str()) == Some("aws:sqs")) {
+        return None;
+    }
+    Some(
+        records
+            .iter()
+            .filter_map(|record| {
+                let work = record.get("body")?.as_str().and_then(|body| serde_json::from_str(body).ok());
+                if work.is_none() {
+                    tracing::error!("a queued message is not work; dropped");
+                }
+                work
+            })
+            .collect(),
+    )
 }
 
 /// Why a re-verification did not succeed.

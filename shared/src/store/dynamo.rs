@@ -42,7 +42,11 @@ pub(super) const FINGERPRINT: &str = "fingerprint";
 pub(super) const RESPONSE: &str = "response";
 pub const DUE_INDEX: &str = "due";
 pub(super) const DUE_SHARD: &str = "due_shard";
-pub(super) const DUE_SHARD_VALUE: &str = "DUE";
+/// What items due before the index was sharded carry; still read until none is left.
+pub(super) const LEGACY_DUE_SHARD: &str = "DUE";
+/// The `due` index's partition keys, `DUE#0` … `DUE#15`: one key takes at most about
+/// 1,000 writes a second, and every check writes the index.
+pub(super) const DUE_SHARDS: u32 = 16;
 pub(super) const DUE_AT: &str = "due_at";
 pub(super) const NOTIFIED: &str = "notified_status";
 pub(super) const LAST_USED: &str = "last_used";
@@ -208,7 +212,7 @@ impl DynamoStore {
         if let Some(notified) = notified {
             attributes.insert(NOTIFIED.into(), status_value(notified));
         }
-        attributes.extend(due_attributes(due));
+        attributes.extend(due_attributes(owner, &next.id, due));
         let mut update = Update::builder().table_name(&self.table).set_key(Some(Self::connection_key(owner, &next.id)));
         let mut sets = Vec::new();
         let mut removes = Vec::new();
@@ -442,10 +446,25 @@ pub(super) fn status_value(status: Status) -> AttributeValue {
 }
 
 /// The sparse index's attributes: present only while the item is due.
-pub(super) fn due_attributes(due: DueAt) -> Vec<(String, AttributeValue)> {
+/// The `due` index's partition key for a connection: spread by a hash of its key, the
+/// same for every write of it.
+pub(super) fn due_shard(owner: &Owner, id: &str) -> String {
+    // FNV-1a: stable across builds and platforms, unlike the std hasher.
+    let hash = format!("{}#{id}", owner.as_str())
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    format!("DUE#{}", hash % u64::from(DUE_SHARDS))
+}
+
+/// Every partition key of the `due` index, in the order a run reads them.
+pub(super) fn due_shards() -> Vec<String> {
+    std::iter::once(LEGACY_DUE_SHARD.to_owned()).chain((0..DUE_SHARDS).map(|n| format!("DUE#{n}"))).collect()
+}
+
+pub(super) fn due_attributes(owner: &Owner, id: &str, due: DueAt) -> Vec<(String, AttributeValue)> {
     match due.second(now_seconds()) {
         Some(at) => vec![
-            (DUE_SHARD.to_owned(), AttributeValue::S(DUE_SHARD_VALUE.to_owned())),
+            (DUE_SHARD.to_owned(), AttributeValue::S(due_shard(owner, id))),
             (DUE_AT.to_owned(), AttributeValue::N(at.to_string())),
         ],
         None => Vec::new(),
@@ -468,7 +487,8 @@ pub(super) fn due_from(mut item: Item) -> Result<Due, StoreError> {
         .and_then(|v| v.as_s().ok())
         .and_then(|s| serde_json::from_value(serde_json::Value::String(s.clone())).ok())
         .unwrap_or(Status::Verified);
-    Ok(Due { owner, connection: connection_from(item)?, sealed, notified })
+    let due_at = item.get(DUE_AT).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok());
+    Ok(Due { owner, connection: connection_from(item)?, sealed, notified, due_at })
 }
 
 pub(super) fn public_item(connection: &Connection) -> Result<Item, StoreError> {

@@ -68,7 +68,14 @@ impl Functions {
             },
             web: WebHandler::new(web),
             credentials: CredentialsHandler { store: store.clone(), sealer: sealer.clone(), settings },
-            recheck: RecheckHandler { store, sealer, verifier, events, settings: config.recheck },
+            recheck: RecheckHandler {
+                store,
+                sealer,
+                verifier,
+                events,
+                settings: config.recheck,
+                circuits: Default::default(),
+            },
         })
     }
 
@@ -82,9 +89,11 @@ impl Functions {
             "browse" => http(payload, request_id, move |r| self.browse.handle(r)).await,
             "web" => http(payload, request_id, move |r| self.web.handle(r)).await,
             "credentials" => Ok(self.credentials.handle(payload, request_id).await),
+            // No queue locally: a scheduled event checks everything in the run; an SQS
+            // event's batch is checked as a worker checks it.
             "recheck" => {
-                let report = self.recheck.run(Instant::now() + RECHECK_TIMEOUT - Duration::from_secs(1)).await;
-                serde_json::to_value(report).map_err(|e| unhandled("Serialize", e))
+                let deadline = Instant::now() + RECHECK_TIMEOUT - Duration::from_secs(1);
+                Ok(self.recheck.handle(&payload, None, deadline).await)
             }
             _ => Err(Failure::NoSuchFunction),
         }

@@ -29,7 +29,7 @@ impl Connections for DynamoStore {
         item.insert(NAME_FOLDED.into(), AttributeValue::S(folded.clone()));
         item.insert(SECRET.into(), AttributeValue::B(sealed.0.clone().into()));
         item.insert(NOTIFIED.into(), status_value(connection.status));
-        item.extend(due_attributes(DueAt::Now));
+        item.extend(due_attributes(owner, &connection.id, DueAt::Now));
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))

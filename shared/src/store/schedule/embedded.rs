@@ -1,8 +1,8 @@
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Announced, Due, DueAt, DuePage, Schedule};
-use crate::domain::{Connection, Owner, Status};
+use crate::domain::{Connection, ConnectionId, Owner, Status};
 use crate::seal::Sealed;
 use crate::store::StoreError;
 use crate::store::embedded::{EmbeddedStore, decode, due_seconds, encode, sql_error, status_text};
@@ -44,7 +44,7 @@ impl Schedule for EmbeddedStore {
             .then(|| rows.last().map(|(owner, id, _, _, _, due)| serde_json::json!([due, owner, id]).to_string()))
             .flatten();
         let mut items = Vec::new();
-        for (stored_owner, id, doc, sealed, notified, _) in rows {
+        for (stored_owner, id, doc, sealed, notified, due_at) in rows {
             // One unreadable row must not stop the recheck for everyone: it is left out,
             // logged, and taken off the schedule until a user's edit or re-add.
             let (Some(owner), Ok(connection)) = (Owner::parse(&stored_owner), decode(&doc)) else {
@@ -64,9 +64,41 @@ impl Schedule for EmbeddedStore {
                 continue;
             };
             let notified = serde_json::from_value(serde_json::Value::String(notified)).unwrap_or(Status::Verified);
-            items.push(Due { owner, connection, sealed: Sealed(sealed), notified });
+            items.push(Due { owner, connection, sealed: Sealed(sealed), notified, due_at: Some(due_at) });
         }
         Ok(DuePage { items, next })
+    }
+
+    async fn due_one(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<Due>, StoreError> {
+        let (owner_text, id) = (owner.as_str().to_owned(), id.to_string());
+        let row = self
+            .with_db(move |db| {
+                db.query_row(
+                    "SELECT doc, sealed, COALESCE(notified, 'verified'), due_at FROM connections WHERE owner = ?1 AND id = ?2",
+                    [&owner_text, &id],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<i64>>(3)?)),
+                )
+                .optional()
+                .map_err(sql_error)
+            })
+            .await?;
+        let Some((doc, sealed, notified, due_at)) = row else { return Ok(None) };
+        let notified = serde_json::from_value(serde_json::Value::String(notified)).unwrap_or(Status::Verified);
+        Ok(Some(Due { owner: owner.clone(), connection: decode(&doc)?, sealed: Sealed(sealed), notified, due_at }))
+    }
+
+    async fn lease(&self, owner: &Owner, id: &str, seen: i64, until: i64) -> Result<bool, StoreError> {
+        let (owner, id) = (owner.as_str().to_owned(), id.to_owned());
+        self.with_db(move |db| {
+            let changed = db
+                .execute(
+                    "UPDATE connections SET due_at = ?1 WHERE owner = ?2 AND id = ?3 AND due_at = ?4",
+                    params![until, owner, id, seen],
+                )
+                .map_err(sql_error)?;
+            Ok(changed == 1)
+        })
+        .await
     }
 
     async fn record_check(

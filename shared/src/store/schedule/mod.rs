@@ -7,7 +7,7 @@ mod embedded;
 
 use async_trait::async_trait;
 
-use crate::domain::{Connection, Owner, Status};
+use crate::domain::{Connection, ConnectionId, Owner, Status};
 use crate::seal::Sealed;
 use crate::store::StoreError;
 
@@ -52,6 +52,8 @@ pub struct Due {
     pub sealed: Sealed,
     /// The status last announced in an event.
     pub notified: Status,
+    /// When it is due (Unix seconds); `None` when it is off the schedule.
+    pub due_at: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -63,8 +65,17 @@ pub struct DuePage {
 
 #[async_trait]
 pub trait Schedule: Send + Sync {
-    /// Connections due by `now` (Unix seconds), oldest due first: a query, never a scan.
+    /// Connections due by `now` (Unix seconds), oldest due first within each shard of
+    /// the index: queries, never a scan. A page may be short where a shard ends.
     async fn due(&self, now: i64, limit: usize, after: Option<&str>) -> Result<DuePage, StoreError>;
+
+    /// One connection with what a check needs, read afresh (a queued check's first step).
+    async fn due_one(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<Due>, StoreError>;
+
+    /// Moves a connection still due at `seen` to `until`, so that no other run queues it
+    /// meanwhile: `false` when it changed since (a user's edit, another run). Touches
+    /// neither the version nor anything a user sees.
+    async fn lease(&self, owner: &Owner, id: &str, seen: i64, until: i64) -> Result<bool, StoreError>;
 
     /// Records what the recheck function found: `next` replaces `previous`
     /// (matched on its version; `next.version` is bumped only for a status

@@ -1,0 +1,79 @@
+//! Where the recheck's planner leaves connections for its workers: an SQS queue
+//! when deployed (its event source mapping fans the work out to as many workers as
+//! the operator allows). A message names a connection and nothing else: the worker
+//! reads it afresh.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One connection to check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    pub owner: String,
+    pub connection_id: String,
+}
+
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Queues `items`; the ones it could not queue, with why.
+    async fn enqueue(&self, items: &[Work]) -> Result<(), (Vec<Work>, String)>;
+}
+
+/// SQS's `SendMessageBatch`, ten messages a call.
+pub struct SqsQueue {
+    client: crate::aws::LazyClient<aws_sdk_sqs::Client>,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self { client: crate::aws::LazyClient::ready(client), url: url.into() }
+    }
+
+    /// A queue whose client is built on the first send: a run with nothing due sends none.
+    pub fn lazy(config: aws_config::SdkConfig, url: impl Into<String>) -> Self {
+        Self { client: crate::aws::LazyClient::on_first_use(config), url: url.into() }
+    }
+
+    fn client(&self) -> &aws_sdk_sqs::Client {
+        self.client.get(aws_sdk_sqs::Client::new)
+    }
+}
+
+#[async_trait]
+impl WorkQueue for SqsQueue {
+    async fn enqueue(&self, items: &[Work]) -> Result<(), (Vec<Work>, String)> {
+        let mut failed = Vec::new();
+        let mut why = String::new();
+        for batch in items.chunks(10) {
+            let entries: Vec<_> = batch
+                .iter()
+                .enumerate()
+                .filter_map(|(n, work)| {
+                    let body = serde_json::to_string(work).ok()?;
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(n.to_string())
+                        .message_body(body)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            match self.client().send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await {
+                // A batch succeeds as a call even when some entries are refused.
+                Ok(output) => {
+                    for refused in output.failed() {
+                        if let Some(work) = refused.id().parse::<usize>().ok().and_then(|n| batch.get(n)) {
+                            failed.push(work.clone());
+                        }
+                        why = refused.code().to_owned();
+                    }
+                }
+                Err(error) => {
+                    failed.extend_from_slice(batch);
+                    why = aws_sdk_sqs::error::DisplayErrorContext(error).to_string();
+                }
+            }
+        }
+        if failed.is_empty() { Ok(()) } else { Err((failed, why)) }
+    }
+}
