@@ -13,7 +13,7 @@ records them):
                "credentials": [...], "recheck": [...], "web": []}}
 
 Resources are symbolic: "table", "table/index/<name>", "sealing-key" (ConnectionsKey),
-"event-bus" (ConnectionEvents), "credentials-function". The template is resolved with
+"event-bus" (ConnectionEvents), "credentials-function", "recheck-queue" (RecheckQueue). The template is resolved with
 fixed sample values (SAMPLE below), once with a worker role and once without. Printed:
 each recorded call with its decision and the statement that decides it (plus the table
 key calls DynamoDB makes with the caller's permissions), then the attempts of other
@@ -326,9 +326,10 @@ ARNS = {
     "AWS::Events::EventBus": "arn:{partition}:events:{region}:{account}:event-bus/{name}",
     "AWS::Logs::LogGroup": "arn:{partition}:logs:{region}:{account}:log-group:{name}:*",
     "AWS::Serverless::Function": "arn:{partition}:lambda:{region}:{account}:function:{name}",
+    "AWS::SQS::Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
 }
 NAME_PROPERTY = {"AWS::DynamoDB::Table": "TableName", "AWS::Events::EventBus": "Name",
-                 "AWS::Logs::LogGroup": "LogGroupName"}
+                 "AWS::Logs::LogGroup": "LogGroupName", "AWS::SQS::Queue": "QueueName"}
 
 # AWS managed policies are not in the template. AWSXRayDaemonWriteAccess grants X-Ray
 # trace uploads and sampling reads only; modelled as xray:* on *, which is wider and
@@ -525,7 +526,7 @@ FUNCTIONS = {
     "web": "WebFunction",
 }
 SYMBOLS = {"table": "ConnectionsTable", "sealing-key": "ConnectionsKey", "event-bus": "ConnectionEvents",
-           "credentials-function": "CredentialsFunction"}
+           "credentials-function": "CredentialsFunction", "recheck-queue": "RecheckQueue"}
 # Who may use the sealing key, and how: a secret is sealed where it is entered (add,
 # edit) and opened where it is used (edit re-verifies, browse, credentials, recheck).
 SEALING_RIGHTS = {

@@ -93,7 +93,8 @@ impl Default for RecheckSettings {
             interval: Duration::from_secs(24 * 60 * 60),
             concurrency: 8,
             owner_share: 200,
-            lease: Duration::from_secs(15 * 60),
+            // The queue's visibility timeout: a message not deleted by then is delivered again.
+            lease: Duration::from_secs(30 * 60),
             page_size: 100,
             rate_limit_pause: Duration::from_secs(60),
             retry_after: Duration::from_secs(60),
