@@ -19,7 +19,7 @@ pub trait WorkQueue: Send + Sync {
     async fn enqueue(&self, items: &[Work]) -> Result<(), (Vec<Work>, String)>;
 }
 
-/// SQS's `SendMessageBatch`, ten messages a call.
+/// SQS's `SendMessageBatch`, ten messages a call, the calls of one page at once.
 pub struct SqsQueue {
     client: crate::aws::LazyClient<aws_sdk_sqs::Client>,
     url: String,
@@ -43,37 +43,45 @@ impl SqsQueue {
 #[async_trait]
 impl WorkQueue for SqsQueue {
     async fn enqueue(&self, items: &[Work]) -> Result<(), (Vec<Work>, String)> {
+        let sends = items.chunks(10).map(|batch| self.send(batch));
         let mut failed = Vec::new();
         let mut why = String::new();
-        for batch in items.chunks(10) {
-            let entries: Vec<_> = batch
-                .iter()
-                .enumerate()
-                .filter_map(|(n, work)| {
-                    let body = serde_json::to_string(work).ok()?;
-                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                        .id(n.to_string())
-                        .message_body(body)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            match self.client().send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await {
-                // A batch succeeds as a call even when some entries are refused.
-                Ok(output) => {
-                    for refused in output.failed() {
-                        if let Some(work) = refused.id().parse::<usize>().ok().and_then(|n| batch.get(n)) {
-                            failed.push(work.clone());
-                        }
-                        why = refused.code().to_owned();
-                    }
-                }
-                Err(error) => {
-                    failed.extend_from_slice(batch);
-                    why = aws_sdk_sqs::error::DisplayErrorContext(error).to_string();
-                }
+        for (refused, reason) in futures::future::join_all(sends).await {
+            failed.extend(refused);
+            if !reason.is_empty() {
+                why = reason;
             }
         }
         if failed.is_empty() { Ok(()) } else { Err((failed, why)) }
+    }
+}
+
+impl SqsQueue {
+    /// One `SendMessageBatch`: what it refused, and why.
+    async fn send(&self, batch: &[Work]) -> (Vec<Work>, String) {
+        let entries: Vec<_> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(n, work)| {
+                let body = serde_json::to_string(work).ok()?;
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .message_body(body)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        match self.client().send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await {
+            // A batch succeeds as a call even when some entries are refused.
+            Ok(output) => {
+                let refused: Vec<Work> = output
+                    .failed()
+                    .iter()
+                    .filter_map(|r| r.id().parse::<usize>().ok().and_then(|n| batch.get(n)).cloned())
+                    .collect();
+                (refused, output.failed().first().map(|r| r.code().to_owned()).unwrap_or_default())
+            }
+            Err(error) => (batch.to_vec(), aws_sdk_sqs::error::DisplayErrorContext(error).to_string()),
+        }
     }
 }
