@@ -6,6 +6,10 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+/// `SendMessageBatch` calls in flight at once: a page of a thousand due connections is
+/// queued in a few round trips without a burst of a hundred connections.
+const SENDS_AT_ONCE: usize = 8;
+
 /// One connection to check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Work {
@@ -19,7 +23,7 @@ pub trait WorkQueue: Send + Sync {
     async fn enqueue(&self, items: &[Work]) -> Result<(), (Vec<Work>, String)>;
 }
 
-/// SQS's `SendMessageBatch`, ten messages a call, the calls of one page at once.
+/// SQS's `SendMessageBatch`, ten messages a call, a few calls at once.
 pub struct SqsQueue {
     client: crate::aws::LazyClient<aws_sdk_sqs::Client>,
     url: String,
@@ -43,10 +47,12 @@ impl SqsQueue {
 #[async_trait]
 impl WorkQueue for SqsQueue {
     async fn enqueue(&self, items: &[Work]) -> Result<(), (Vec<Work>, String)> {
-        let sends = items.chunks(10).map(|batch| self.send(batch));
+        use futures::StreamExt;
+        let sends: Vec<_> = items.chunks(10).map(|batch| self.send(batch.to_vec())).collect();
+        let sent: Vec<_> = futures::stream::iter(sends).buffer_unordered(SENDS_AT_ONCE).collect().await;
         let mut failed = Vec::new();
         let mut why = String::new();
-        for (refused, reason) in futures::future::join_all(sends).await {
+        for (refused, reason) in sent {
             failed.extend(refused);
             if !reason.is_empty() {
                 why = reason;
@@ -58,7 +64,7 @@ impl WorkQueue for SqsQueue {
 
 impl SqsQueue {
     /// One `SendMessageBatch`: what it refused, and why.
-    async fn send(&self, batch: &[Work]) -> (Vec<Work>, String) {
+    async fn send(&self, batch: Vec<Work>) -> (Vec<Work>, String) {
         let entries: Vec<_> = batch
             .iter()
             .enumerate()
@@ -81,7 +87,7 @@ impl SqsQueue {
                     .collect();
                 (refused, output.failed().first().map(|r| r.code().to_owned()).unwrap_or_default())
             }
-            Err(error) => (batch.to_vec(), aws_sdk_sqs::error::DisplayErrorContext(error).to_string()),
+            Err(error) => (batch, aws_sdk_sqs::error::DisplayErrorContext(error).to_string()),
         }
     }
 }

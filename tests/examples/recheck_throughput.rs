@@ -1,7 +1,9 @@
 //! The recheck fanned out, measured: 10,000 due connections, a fake Bitbucket that
-//! answers after 300 ms, the planner queueing them (SQS on moto), and 1, 2, 4 and 8
-//! workers taking batches of 10 as the queue's event source mapping would hand them,
-//! each for a fixed window. Then the same with 30 connections
+//! answers after 300 ms, the planner queueing them, and 1, 2, 4 and 8 workers taking
+//! batches of 10 as the queue's event source mapping would hand them, each for a fixed
+//! window. The queue here is in memory (moto's SQS takes about half a second a
+//! `SendMessageBatch` once thousands of messages wait; tests/tests/recheck.rs runs the
+//! planner and workers through SQS on moto). Then the same with 30 connections
 //! to a server that never answers among 1,000: every other connection must still be
 //! checked in the run that finds it due. The emulator applies one request at a time
 //! and reads every item of a table for each index query, so it sets a ceiling of its
@@ -28,7 +30,7 @@ use connections::username::Username;
 use connections::verify::client::ClientSettings;
 use connections::verify::net::NetPolicy;
 use connections::verify::{Verification, Verifier};
-use connections::work::{SqsQueue, Work};
+use connections::work::{Work, WorkQueue};
 use futures::StreamExt;
 
 /// 10,000 unless `RECHECK_BENCH_DUE` says otherwise (a quicker look).
@@ -40,20 +42,40 @@ const WINDOW: Duration = Duration::from_secs(15);
 struct Bench {
     store: Arc<dyn ConnectionStore>,
     sealer: Arc<dyn Sealer>,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    queue: MemoryQueue,
     _key: tempfile::TempDir,
+}
+
+/// What SQS does for the planner and the workers, in memory.
+#[derive(Default)]
+struct MemoryQueue(std::sync::Mutex<std::collections::VecDeque<Work>>);
+
+#[async_trait::async_trait]
+impl WorkQueue for MemoryQueue {
+    async fn enqueue(&self, items: &[Work]) -> Result<(), (Vec<Work>, String)> {
+        self.0.lock().unwrap().extend(items.iter().cloned());
+        Ok(())
+    }
+}
+
+impl MemoryQueue {
+    /// Up to ten, as a receive would hand them.
+    fn take(&self) -> Vec<Work> {
+        let mut queue = self.0.lock().unwrap();
+        let n = queue.len().min(10);
+        queue.drain(..n).collect()
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    println!("== on the embedded store (SQLite; SQS on moto): the service's own scaling");
+    println!("== on the embedded store (SQLite): the service's own scaling");
     let sqlite = setup_embedded().await;
     fan_out(&sqlite, due_count()).await;
     // moto re-indexes on each write to an item of an indexed table (about 120 ms a write at
     // 10,000 items here): the emulator gets fewer connections, and sets its own ceiling.
-    println!("== on the emulator (DynamoDB and SQS on moto)");
+    println!("== on the emulator (DynamoDB on moto)");
     let moto = setup().await;
     fan_out(&moto, 2_000).await;
     tarpits().await;
@@ -66,7 +88,7 @@ async fn fan_out(bench: &Bench, due: usize) {
     println!("== recheck fan-out: {due} due connections seeded in {:.0} s", seeding.elapsed().as_secs_f64());
     fake.delay(Duration::from_millis(300));
     let planning = Instant::now();
-    let plan = handler(bench).plan(&queue(bench), Instant::now() + Duration::from_secs(600)).await;
+    let plan = handler(bench).plan(&bench.queue, Instant::now() + Duration::from_secs(600)).await;
     println!(
         "   planner: {} queued in {:.1} s ({:.0} a second); {plan:?}",
         plan.queued,
@@ -100,7 +122,7 @@ async fn tarpits() {
     tarpit.delay(Duration::from_secs(600));
     let called_before = tarpit.requests().len();
     let started = Instant::now();
-    let plan = handler(&bench).plan(&queue(&bench), Instant::now() + Duration::from_secs(600)).await;
+    let plan = handler(&bench).plan(&bench.queue, Instant::now() + Duration::from_secs(600)).await;
     let (verified, _, transient) = drain(&bench, 4, None).await;
     println!("== tarpits: 1,000 connections and 30 to a server that never answers, {} queued, 4 workers", plan.queued);
     println!(
@@ -111,9 +133,26 @@ async fn tarpits() {
 }
 
 async fn setup() -> Bench {
-    // The emulator's index queries grow with the table: generous timeouts, so its pace
-    // shows in the figures instead of as errors.
-    let patient = emulator::sdk_config_at(&emulator::endpoint())
+    let patient = patient().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&patient);
+    let table = emulator::create_table(&dynamodb).await;
+    // A local key: KMS's Decrypt would load the one emulator every other call waits on.
+    let key = tempfile::tempdir().unwrap();
+    let sealer = Arc::new(LocalSealer::open_or_create(&key.path().join("key")).unwrap());
+    Bench { store: Arc::new(DynamoStore::new(dynamodb, table)), sealer, queue: MemoryQueue::default(), _key: key }
+}
+
+async fn setup_embedded() -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(connections::store::EmbeddedStore::open(&dir.path().join("c.sqlite3")).unwrap());
+    let sealer = Arc::new(LocalSealer::open_or_create(&dir.path().join("key")).unwrap());
+    Bench { store, sealer, queue: MemoryQueue::default(), _key: dir }
+}
+
+/// The emulator answers one request at a time and its index queries grow with the
+/// table: generous timeouts, so its pace shows in the figures instead of as errors.
+async fn patient() -> aws_config::SdkConfig {
+    emulator::sdk_config_at(&emulator::endpoint())
         .await
         .into_builder()
         .timeout_config(
@@ -122,29 +161,7 @@ async fn setup() -> Bench {
                 .operation_timeout(Duration::from_secs(300))
                 .build(),
         )
-        .build();
-    let dynamodb = aws_sdk_dynamodb::Client::new(&patient);
-    let table = emulator::create_table(&dynamodb).await;
-    let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config_at(&emulator::endpoint()).await);
-    let queue_url = sqs.create_queue().queue_name(format!("{table}-work")).send().await.unwrap().queue_url.unwrap();
-    // A local key: KMS's Decrypt would load the one emulator every other call waits on.
-    let key = tempfile::tempdir().unwrap();
-    let sealer = Arc::new(LocalSealer::open_or_create(&key.path().join("key")).unwrap());
-    Bench { store: Arc::new(DynamoStore::new(dynamodb, table)), sealer, sqs, queue_url, _key: key }
-}
-
-async fn setup_embedded() -> Bench {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(connections::store::EmbeddedStore::open(&dir.path().join("c.sqlite3")).unwrap());
-    let sealer = Arc::new(LocalSealer::open_or_create(&dir.path().join("key")).unwrap());
-    let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config_at(&emulator::endpoint()).await);
-    let name = format!("embedded-{}", ConnectionId::new());
-    let queue_url = sqs.create_queue().queue_name(name).send().await.unwrap().queue_url.unwrap();
-    Bench { store, sealer, sqs, queue_url, _key: dir }
-}
-
-fn queue(bench: &Bench) -> SqsQueue {
-    SqsQueue::new(bench.sqs.clone(), bench.queue_url.clone())
+        .build()
 }
 
 /// One worker's handler, as in its own Lambda: its circuits are its own.
@@ -178,43 +195,13 @@ async fn drain(bench: &Bench, workers: usize, window: Option<Duration>) -> (usiz
         let worker = handler(bench);
         let (mut verified, mut put_back) = (0, 0);
         while ends.is_none_or(|end| Instant::now() < end) {
-            let received = bench
-                .sqs
-                .receive_message()
-                .queue_url(&bench.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            let messages = received.messages();
-            if messages.is_empty() {
+            let batch = bench.queue.take();
+            if batch.is_empty() {
                 break;
             }
-            let batch: Vec<Work> =
-                messages.iter().filter_map(|m| serde_json::from_str(m.body().unwrap_or_default()).ok()).collect();
             let report = worker.work(batch, Instant::now() + Duration::from_secs(290)).await;
             verified += report.verified;
             put_back += report.transient + report.rate_limited;
-            // What the event source mapping does after a successful batch.
-            let entries: Vec<_> = messages
-                .iter()
-                .enumerate()
-                .filter_map(|(n, m)| {
-                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                        .id(n.to_string())
-                        .receipt_handle(m.receipt_handle()?)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            bench
-                .sqs
-                .delete_message_batch()
-                .queue_url(&bench.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .unwrap();
         }
         (verified, put_back)
     }))
