@@ -19,17 +19,14 @@ use std::time::{Duration, Instant};
 use blackbox::emulator;
 use blackbox::fake_bitbucket::*;
 use connections::config::RecheckSettings;
-use connections::credential::{Capabilities, CredentialType};
-use connections::domain::{Account, Connection, ConnectionId, NewConnection, Owner, Provider, ServerUrl};
+use connections::domain::{Owner, ServerUrl};
 use connections::events::LoggedEvents;
 use connections::handlers::RecheckHandler;
-use connections::seal::{LocalSealer, SealContext, Sealer};
-use connections::secret::Secret;
+use connections::seal::{LocalSealer, Sealer};
 use connections::store::{ConnectionStore, DynamoStore};
-use connections::username::Username;
+use connections::verify::Verifier;
 use connections::verify::client::ClientSettings;
 use connections::verify::net::NetPolicy;
-use connections::verify::{Verification, Verifier};
 use connections::work::{Work, WorkQueue};
 use futures::StreamExt;
 
@@ -213,41 +210,13 @@ async fn drain(bench: &Bench, workers: usize, window: Option<Duration>) -> (usiz
 /// `count` connections to `url`, one owner each (`{prefix}-{n}`), verified two days ago.
 async fn seed(bench: &Bench, url: &str, count: usize, prefix: &str) {
     let url = ServerUrl::parse(url).unwrap();
-    let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(2);
     futures::stream::iter(0..count)
         .map(|n| {
             let (store, sealer, url) = (bench.store.clone(), bench.sealer.clone(), url.clone());
             let owner = Owner::parse(&format!("{prefix}-{n}")).unwrap();
-            async move {
-                let id = ConnectionId::new();
-                let context = SealContext { owner: &owner, connection: &id, origin: &url.origin() };
-                let sealed = sealer.seal(&Secret::new(API_TOKEN.to_owned()), context).await.unwrap();
-                let username = Username::parse(API_TOKEN_EMAIL).unwrap();
-                let new = NewConnection {
-                    id: &id,
-                    name: "work",
-                    url: &url,
-                    username: Some(&username),
-                    resource: None,
-                    expires_at: None,
-                };
-                let connection = Connection::verified(new, verification(), long_ago);
-                store.create(&owner, &connection, &sealed, 1000, None).await.unwrap();
-            }
+            async move { blackbox::seed::due_connection(store.as_ref(), sealer.as_ref(), &owner, &url, "work").await }
         })
         .buffer_unordered(8)
-        .collect::<Vec<()>>()
+        .collect::<Vec<String>>()
         .await;
-}
-
-fn verification() -> Verification {
-    Verification {
-        provider: Provider::BitbucketCloud,
-        credential_type: CredentialType::ApiToken,
-        account: Account::new(Some(JDOE_UUID), None, Some("J Doe"), Some("jdoe")),
-        scopes: Vec::new(),
-        capabilities: Capabilities::default(),
-        warnings: Vec::new(),
-        git_username: Some("x-bitbucket-api-token-auth".into()),
-    }
 }

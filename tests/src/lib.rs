@@ -6,3 +6,4 @@ pub mod emulator;
 pub mod fake_bitbucket;
 pub mod local;
 pub mod logs;
+pub mod seed;

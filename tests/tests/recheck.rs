@@ -10,16 +10,15 @@ use blackbox::api::{Api, AwsBackend, Call, test_settings};
 use blackbox::emulator;
 use blackbox::fake_bitbucket::*;
 use connections::config::RecheckSettings;
-use connections::credential::{Capabilities, CredentialType};
 use connections::domain::ServerUrl;
-use connections::domain::{Account, Connection, ConnectionId, LastUsed, NewConnection, Owner, Provider};
+use connections::domain::{Connection, ConnectionId, LastUsed, NewConnection, Owner};
 use connections::events::EventBridgeEvents;
 use connections::handlers::RecheckHandler;
 use connections::handlers::recheck::RunReport;
 use connections::seal::SealContext;
 use connections::secret::Secret;
 use connections::username::Username;
-use connections::verify::{Verification, Verifier};
+use connections::verify::Verifier;
 use serde_json::{Value, json};
 
 struct Env {
@@ -307,7 +306,7 @@ async fn five_hundred_due_connections_over_a_rate_limiting_bitbucket_finish_with
                 resource: None,
                 expires_at: None,
             };
-            let connection = Connection::verified(new, verification(), long_ago);
+            let connection = Connection::verified(new, blackbox::seed::verification(), long_ago);
             store.create(&owner, &connection, &sealed, 1000, None).await.unwrap();
         }
     }))
@@ -350,18 +349,6 @@ async fn five_hundred_due_connections_over_a_rate_limiting_bitbucket_finish_with
     );
 }
 
-fn verification() -> Verification {
-    Verification {
-        provider: Provider::BitbucketCloud,
-        credential_type: CredentialType::ApiToken,
-        account: Account::new(Some(JDOE_UUID), None, Some("J Doe"), Some("jdoe")),
-        scopes: Vec::new(),
-        capabilities: Capabilities::default(),
-        warnings: Vec::new(),
-        git_username: Some("x-bitbucket-api-token-auth".into()),
-    }
-}
-
 /// Nobody has used a connection for 90 days: one "Connection unused" event, told at
 /// the first check past the crossing and not again; a connection in use says nothing.
 #[tokio::test]
@@ -388,7 +375,7 @@ async fn a_connection_unused_for_90_days_is_told_once() {
         };
         env.api
             .store
-            .create(&owner, &Connection::verified(new, verification(), added), &sealed, 100, None)
+            .create(&owner, &Connection::verified(new, blackbox::seed::verification(), added), &sealed, 100, None)
             .await
             .unwrap();
         ids.push(id);
@@ -467,34 +454,27 @@ async fn a_stored_url_that_no_longer_parses_is_refused_once_where_it_is_read() {
     }
     let item = get.send().await.unwrap().item.unwrap();
     assert!(!item.contains_key("due_at") && !item.contains_key("due_shard"), "off the schedule: {item:?}");
-    let due = env.api.store.due(i64::MAX / 2, 100, None).await.unwrap();
-    assert!(due.items.iter().all(|d| d.connection.id != broken));
+    let mut after = None;
+    loop {
+        let due = env.api.store.due(i64::MAX / 2, 100, after.as_deref()).await.unwrap();
+        assert!(due.items.iter().all(|d| d.connection.id != broken));
+        after = due.next;
+        if after.is_none() {
+            break;
+        }
+    }
 }
 
 /// `count` connections of `owner` to `url`, last verified two days ago: each due for a
 /// check, with a working API token at the fake.
 async fn seed(env: &Env, owner: &str, url: &str, count: usize) -> Vec<String> {
-    let owner = Owner::parse(owner).unwrap();
-    let url = ServerUrl::parse(url).unwrap();
-    let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(2);
+    let (owner, url) = (Owner::parse(owner).unwrap(), ServerUrl::parse(url).unwrap());
     let mut ids = Vec::new();
     for i in 0..count {
-        let id = ConnectionId::new();
-        let context = SealContext { owner: &owner, connection: &id, origin: &url.origin() };
-        let sealed = env.api.sealer.seal(&Secret::new(API_TOKEN.to_owned()), context).await.unwrap();
-        let username = Username::parse(API_TOKEN_EMAIL).unwrap();
         let name = format!("{}-{i}", url.origin());
-        let new = NewConnection {
-            id: &id,
-            name: &name,
-            url: &url,
-            username: Some(&username),
-            resource: None,
-            expires_at: None,
-        };
-        let connection = Connection::verified(new, verification(), long_ago);
-        env.api.store.create(&owner, &connection, &sealed, 1000, None).await.unwrap();
-        ids.push(id.to_string());
+        ids.push(
+            blackbox::seed::due_connection(env.api.store.as_ref(), env.api.sealer.as_ref(), &owner, &url, &name).await,
+        );
     }
     ids
 }
