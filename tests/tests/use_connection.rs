@@ -308,10 +308,11 @@ fn base64_of(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
-/// A picker page costs one DynamoDB read, one KMS Decrypt and one Bitbucket call;
-/// against a Bitbucket that answers after 100 ms, that is what the user waits for.
+/// A picker page costs one read of the connection, one KMS Decrypt and one Bitbucket
+/// call, plus its browse slot (the owner's budget read and written when taken and when
+/// given back); against a Bitbucket that answers after 100 ms, that is what the user waits for.
 #[tokio::test]
-async fn a_page_costs_one_read_one_decrypt_one_bitbucket_call() {
+async fn a_page_costs_one_read_one_decrypt_one_bitbucket_call_and_a_slot() {
     let _logs = blackbox::logs::guard();
     let fake = FakeBitbucket::start().await;
     let (api, aws) = Api::on_moto(test_settings()).await;
@@ -333,7 +334,8 @@ async fn a_page_costs_one_read_one_decrypt_one_bitbucket_call() {
     let after = blackbox::emulator::call_counts().await;
     let delta = |op: &str| after.get(op).copied().unwrap_or(0) - before.get(op).copied().unwrap_or(0);
     assert_eq!(fake.requests().len() - calls, PAGES, "one Bitbucket call per page");
-    assert_eq!(delta(&format!("GetItem {}", aws.table)), PAGES as u64, "one DynamoDB read per page");
+    assert_eq!(delta(&format!("GetItem {}", aws.table)), 3 * PAGES as u64, "the connection and the budget twice");
+    assert_eq!(delta(&format!("UpdateItem {}", aws.table)), 2 * PAGES as u64, "the slot taken and given back");
     assert_eq!(delta(&format!("TrentService.Decrypt {}", aws.key_id)), PAGES as u64, "one KMS Decrypt per page");
     latencies.sort();
     let median = latencies[PAGES / 2];

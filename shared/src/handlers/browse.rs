@@ -1,9 +1,10 @@
 //! `GET /connections/{id}/workspaces`, `/repositories` and
 //! `/repositories/{workspace}/{repo}/branches`: the import and pull-request
-//! pickers, read through the user's own connection. One DynamoDB read, one KMS
-//! Decrypt and one Bitbucket call per page, within one deadline, in one of the
-//! owner's few browse slots (`store::browse_budget`): a slow or hostile server
-//! holds at most those slots' invocations, and one that keeps timing out rests.
+//! pickers, read through the user's own connection. One read of the connection, one
+//! KMS Decrypt and one Bitbucket call per page, within one deadline, in one of the
+//! owner's few browse slots (`store::browse_budget`: a read and a small write to take
+//! it, the same to give it back): a slow or hostile server holds at most those slots'
+//! invocations, and one that keeps timing out rests.
 
 use std::sync::Arc;
 
