@@ -176,6 +176,23 @@ impl Resource {
         self.parts.join("/")
     }
 
+    /// The stored form read back (`as_path`): slugs and keys only, never read as an
+    /// address, so a workspace named `projects` or `scm` stays what it was.
+    pub fn from_stored(text: &str) -> Result<Self, &'static str> {
+        let parts: Vec<String> = text.split('/').map(str::to_owned).collect();
+        let valid = |p: &String| {
+            !p.is_empty()
+                && p != "."
+                && p != ".."
+                && p.len() <= 128
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+        };
+        if parts.is_empty() || parts.len() > 2 || !parts.iter().all(valid) {
+            return Err("must be a stored slug path");
+        }
+        Ok(Self { parts, hint: None })
+    }
+
     /// What a connection keeps: the parts, without what the pasted address hinted.
     pub fn as_stored(&self) -> Self {
         Self { parts: self.parts.clone(), hint: None }
@@ -283,7 +300,7 @@ impl serde::Serialize for Resource {
 impl<'de> serde::Deserialize<'de> for Resource {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(|why| serde::de::Error::custom(format!("resource {why}")))
+        Self::from_stored(&text).map_err(|why| serde::de::Error::custom(format!("resource {why}")))
     }
 }
 
@@ -324,6 +341,17 @@ mod tests {
         let read_only = owned(&["repository", "pullrequest"]);
         let capabilities = Capabilities::from_cloud_scopes(CredentialType::RepositoryAccessToken, &read_only);
         assert_eq!(capabilities.core_missing(), owned(&["repository:write", "pullrequest:write"]));
+    }
+
+    #[test]
+    fn a_stored_resource_reads_back_as_it_was_stored() {
+        for stored in ["projects/infra", "scm/api", "acme/api", "OPS", "projects"] {
+            let resource: Resource = serde_json::from_value(serde_json::json!(stored)).unwrap();
+            assert_eq!(resource.as_path(), stored, "a workspace named like a page's path segment stays itself");
+        }
+        for bad in ["", "a/b/c", "https://bitbucket.org/acme/api", "a b", "../x"] {
+            assert!(serde_json::from_value::<Resource>(serde_json::json!(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

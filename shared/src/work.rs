@@ -10,11 +10,15 @@ use serde::{Deserialize, Serialize};
 /// queued in a few round trips without a burst of a hundred connections.
 const SENDS_AT_ONCE: usize = 8;
 
-/// One connection to check.
+/// One connection to check, and the lease its planner took: a worker checks it only
+/// while that lease holds (or when it is due again anyway), so a message that outlived
+/// its lease, and was queued again by a later run, is checked once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Work {
     pub owner: String,
     pub connection_id: String,
+    /// The `due_at` (Unix seconds) the lease set.
+    pub leased_until: i64,
 }
 
 #[async_trait]

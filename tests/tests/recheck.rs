@@ -438,6 +438,10 @@ async fn a_stored_url_that_no_longer_parses_is_refused_once_where_it_is_read() {
         assert_eq!((reply.status, reply.code()), (503, "service_unavailable"), "{call:?}: {}", reply.text);
         assert!(reply.json["detail"].as_str().unwrap().contains("unreadable"), "{}", reply.text);
     }
+    let listed = env.api.send(Call::get("/connections").user("alice")).await;
+    assert_eq!(listed.status, 200, "one unreadable connection does not hide the others: {}", listed.text);
+    let ids: Vec<&str> = listed.json["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [fine.as_str()]);
     let answer = env
         .api
         .invoke_credentials(json!({"action": "get", "owner": "alice", "connection_id": broken, "purpose": "git"}))
@@ -528,15 +532,31 @@ async fn a_planned_run_queues_each_due_connection_once_and_workers_check_them() 
     assert_eq!(bodies.len(), 7);
     for body in &bodies {
         let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["connection_id", "owner"], "a message names the connection and nothing else: {body}");
+        assert_eq!(
+            keys,
+            ["connection_id", "leased_until", "owner"],
+            "a message names the connection and nothing else: {body}"
+        );
     }
+    // One of them is leased again meanwhile, as a later run would after its lease ran
+    // out: its first message is stale and passed over; the later one is checked.
+    let first = &bodies[0];
+    let (owner, id) =
+        (Owner::parse(first["owner"].as_str().unwrap()).unwrap(), first["connection_id"].as_str().unwrap());
+    let lease = first["leased_until"].as_i64().unwrap();
+    assert!(env.api.store.lease(&owner, id, lease, lease + 60).await.unwrap());
     let calls_before = env.fake.requests().len();
     let mut verified = 0;
     for batch in &batches {
         let report = env.recheck.handle(batch, None, deadline()).await;
+        assert_eq!(report["batchItemFailures"], json!([]), "nothing handed back: {report}");
         verified += report["verified"].as_u64().unwrap();
     }
-    assert_eq!(verified, 7);
+    assert_eq!(verified, 6, "the stale message was passed over");
+    let mut later = first.clone();
+    later["leased_until"] = json!(lease + 60);
+    let event = json!({"Records": [{"messageId": "m", "eventSource": "aws:sqs", "body": later.to_string()}]});
+    assert_eq!(env.recheck.handle(&event, None, deadline()).await["verified"], 1);
     assert_eq!(env.fake.requests().len() - calls_before, 7, "one check a connection");
     let again = env.recheck.handle(&batches[0], None, deadline()).await;
     assert_eq!(again["looked_at"], 0, "a message delivered twice is passed over: {again}");

@@ -102,7 +102,12 @@ impl RecheckHandler {
         deadline: Instant,
     ) -> serde_json::Value {
         if let Some(batch) = queued_work(event) {
-            return serde_json::to_value(self.work(batch, deadline).await).unwrap_or_default();
+            let (report, failed) = self.work_batch(batch, deadline).await;
+            // What the event source mapping reads (ReportBatchItemFailures): the rest are deleted.
+            let failures: Vec<_> = failed.into_iter().map(|id| serde_json::json!({"itemIdentifier": id})).collect();
+            let mut answer = serde_json::to_value(report).unwrap_or_default();
+            answer["batchItemFailures"] = serde_json::Value::Array(failures);
+            return answer;
         }
         match queue {
             Some(queue) => serde_json::to_value(self.plan(queue, deadline).await).unwrap_or_default(),
@@ -144,9 +149,11 @@ impl RecheckHandler {
                 .map(|due| async move {
                     let seen = due.due_at?;
                     match self.store.lease(&due.owner, &due.connection.id, seen, until).await {
-                        Ok(true) => {
-                            Some(Work { owner: due.owner.as_str().to_owned(), connection_id: due.connection.id })
-                        }
+                        Ok(true) => Some(Work {
+                            owner: due.owner.as_str().to_owned(),
+                            connection_id: due.connection.id,
+                            leased_until: until,
+                        }),
                         Ok(false) => None,
                         Err(error) => {
                             tracing::warn!(error = %error, "could not lease a due connection; left for the next run");
@@ -181,39 +188,54 @@ impl RecheckHandler {
     }
 
     /// Checks one batch of queued connections, each read afresh: one that a user
-    /// deleted, or that was checked meanwhile (a message delivered twice), is passed over.
+    /// deleted, or that another message already saw to (delivered twice, or queued again
+    /// after its lease ran out), is passed over. The report names the messages to hand
+    /// back to the queue (stopped for time, or the store failing): they come again, and
+    /// after three tries go to the dead-letter queue.
     pub async fn work(&self, batch: Vec<Work>, deadline: Instant) -> RunReport {
+        self.work_batch(batch.into_iter().map(|work| (String::new(), work)).collect(), deadline).await.0
+    }
+
+    async fn work_batch(&self, batch: Vec<(String, Work)>, deadline: Instant) -> (RunReport, Vec<String>) {
         let started = OffsetDateTime::now_utc();
-        let horizon = started.unix_timestamp() + i64::try_from(self.settings.lease.as_secs()).unwrap_or(900);
+        let now = started.unix_timestamp();
         let reserve = self.verifier.deadline() + Duration::from_secs(2);
-        let outcomes: Vec<Option<(Outcome, usize)>> = futures::stream::iter(batch)
-            .map(|work| async move {
+        let outcomes: Vec<(String, Option<(Outcome, usize)>)> = futures::stream::iter(batch)
+            .map(|(message, work)| async move {
                 let (Some(owner), Some(id)) = (Owner::parse(&work.owner), ConnectionId::parse(&work.connection_id))
                 else {
-                    tracing::error!("queued work names no connection");
-                    return Some((Outcome::Skipped, 0));
+                    tracing::error!("queued work names no connection; dropped");
+                    return (message, Some((Outcome::Skipped, 0)));
                 };
                 if Instant::now() + reserve >= deadline {
-                    return None;
+                    return (message, None);
                 }
-                match self.store.due_one(&owner, &id).await {
-                    Ok(Some(due)) if due.due_at.is_some_and(|at| at <= horizon) => Some(self.look(due, started).await),
+                let outcome = match self.store.due_one(&owner, &id).await {
+                    // Still this message's lease, or due again anyway (a user's edit, a put-back).
+                    Ok(Some(due)) if due.due_at.is_some_and(|at| at == work.leased_until || at <= now) => {
+                        Some(self.look(due, started).await)
+                    }
                     Ok(_) => Some((Outcome::Skipped, 0)),
                     Err(error) => {
-                        tracing::error!(error = %error, connection_id = %id, "could not read a queued connection");
-                        Some((Outcome::Skipped, 0))
+                        tracing::error!(error = %error, connection_id = %id, "could not read a queued connection; handed back");
+                        None
                     }
-                }
+                };
+                (message, outcome)
             })
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
         let mut report = RunReport::default();
-        for outcome in outcomes {
+        let mut failed = Vec::new();
+        for (message, outcome) in outcomes {
+            if outcome.is_none() {
+                failed.push(message);
+            }
             report.tally(outcome);
         }
         tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "recheck batch");
-        report
+        (report, failed)
     }
 
     /// One run, which must end by `deadline`.
@@ -452,8 +474,8 @@ impl RunReport {
     }
 }
 
-/// The connections an SQS event carries, if it is one.
-fn queued_work(event: &serde_json::Value) -> Option<Vec<Work>> {
+/// The connections an SQS event carries, with their message ids, if it is one.
+fn queued_work(event: &serde_json::Value) -> Option<Vec<(String, Work)>> {
     let records = event.get("Records")?.as_array()?;
     if !records.iter().all(|r| r.get("eventSource").and_then(|s| s.as_str()) == Some("aws:sqs")) {
         return None;
@@ -466,7 +488,8 @@ fn queued_work(event: &serde_json::Value) -> Option<Vec<Work>> {
                 if work.is_none() {
                     tracing::error!("a queued message is not work; dropped");
                 }
-                work
+                let message = record.get("messageId").and_then(|id| id.as_str()).unwrap_or_default().to_owned();
+                Some((message, work?))
             })
             .collect(),
     )

@@ -7,11 +7,13 @@
 //! | name reservation    | `USER#<sub>` | `NAME#<folded name>`|
 //! | per-owner counter   | `USER#<sub>` | `OWNER`             |
 //! | idempotency record  | `USER#<sub>` | `IDEM#<key>`        | (TTL `expires_at`)
-//! | verification count  | `USER#<sub>` | `RATE#<minute>`     | (TTL `expires_at`)
+//! | verification log    | `USER#<sub>` | `RATE#verify`       | (TTL `expires_at`; a document)
+//! | browse budget       | `USER#<sub>` | `BROWSE`            | (TTL `expires_at`; a document)
 //!
 //! The recheck function finds due connections through the sparse index `due`
-//! (`due_shard` = `DUE`, `due_at` = Unix seconds): only connection items that
-//! need a look carry those attributes, so one query reads only due items.
+//! (`due_shard` = `DUE#0` … `DUE#15` by a hash of the connection's key, or `DUE` on
+//! items written before the sharding; `due_at` = Unix seconds): only connection items
+//! that need a look carry those attributes, so its queries read only due items.
 //!
 //! Delete is one call: it removes the connection and decrements the counter but
 //! leaves the name reservation behind, since its key is only known from the

@@ -52,17 +52,29 @@ async fn main() -> Result<(), String> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| format!("{address}: {e}"))?;
     tracing::info!(%address, "listening");
-    let app = axum::Router::new().fallback(answer).with_state(functions);
+    let app = axum::Router::new().fallback(answer).with_state(Server { functions, port });
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.map_err(|e| e.to_string())
 }
 
+#[derive(Clone, Copy)]
+struct Server {
+    functions: &'static Functions,
+    port: u16,
+}
+
 async fn answer(
-    State(functions): State<&'static Functions>,
+    State(Server { functions, port }): State<Server>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
+    if let Err(refusal) =
+        from_this_machine(&parts.headers, port, invoked_function(&parts.method, parts.uri.path()).is_some())
+    {
+        tracing::warn!(path = parts.uri.path(), refusal, "refused a request from elsewhere");
+        return gateway::plain(StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#);
+    }
     let request_id = uuid::Uuid::now_v7().to_string();
     let Ok(body) = to_bytes(body, MAX_REQUEST_BYTES).await else {
         return gateway::plain(StatusCode::PAYLOAD_TOO_LARGE, r#"{"message":"Request Entity Too Large"}"#);
@@ -92,6 +104,25 @@ async fn answer(
         "answered"
     );
     response
+}
+
+/// Loopback alone does not keep other sites out: a page elsewhere can send a browser's
+/// simple POST here, and a name re-pointed at 127.0.0.1 (DNS rebinding) makes its pages
+/// same-origin. So the `Host` must name this machine; a browser's `Origin`, when sent,
+/// must be this server's own (the settings page); and the Invoke API, whose events name
+/// their own caller and which only SDKs and the CLI use, takes no browser request at all.
+fn from_this_machine(headers: &axum::http::HeaderMap, port: u16, invoke: bool) -> Result<(), &'static str> {
+    let ours =
+        |authority: &str| ["127.0.0.1", "localhost", "[::1]"].iter().any(|host| authority == format!("{host}:{port}"));
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    if !text("host").is_some_and(ours) {
+        return Err("Host is not this machine");
+    }
+    match text("origin") {
+        Some(_) if invoke => Err("a browser may not use the Invoke API"),
+        Some(origin) if !origin.strip_prefix("http://").is_some_and(ours) => Err("Origin is another site"),
+        _ => Ok(()),
+    }
 }
 
 /// The function an Invoke API call names (a name or a function ARN).
@@ -158,6 +189,31 @@ fn lambda_error(status: StatusCode, error_type: &'static str, message: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_machine_and_its_own_page_are_served() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = axum::http::HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(from_this_machine(&headers(&[("host", "127.0.0.1:9000")]), 9000, false).is_ok());
+        assert!(from_this_machine(&headers(&[("host", "localhost:9000")]), 9000, true).is_ok());
+        let page = [("host", "127.0.0.1:9000"), ("origin", "http://127.0.0.1:9000")];
+        assert!(from_this_machine(&headers(&page), 9000, false).is_ok(), "the settings page itself");
+        assert!(from_this_machine(&headers(&page), 9000, true).is_err(), "no browser on the Invoke API");
+        for refused in [
+            vec![("host", "rebound.example:9000")],
+            vec![("host", "127.0.0.1:9001")],
+            vec![],
+            vec![("host", "127.0.0.1:9000"), ("origin", "https://evil.example")],
+            vec![("host", "127.0.0.1:9000"), ("origin", "http://127.0.0.1:9000.evil.example")],
+        ] {
+            assert!(from_this_machine(&headers(&refused), 9000, false).is_err(), "{refused:?}");
+        }
+    }
 
     #[test]
     fn invocations_name_a_function_or_its_arn() {

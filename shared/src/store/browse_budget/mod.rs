@@ -61,18 +61,24 @@ struct Budget {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Server {
+    /// Timeouts in a row, the last at `last_timeout`.
     timeouts: u32,
+    #[serde(default)]
+    last_timeout: i64,
     rest_until: i64,
 }
 
 impl Budget {
-    fn forget_the_past(&mut self, now: i64) {
+    /// "In a row" means within a rest's length of each other: an old timeout is forgotten.
+    fn forget_the_past(&mut self, now: i64, rules: &BrowseRules) {
         self.leases.retain(|_, expires| *expires > now);
-        self.servers.retain(|_, server| server.timeouts > 0 || server.rest_until > now);
+        self.servers.retain(|_, server| {
+            server.rest_until > now || (server.timeouts > 0 && server.last_timeout + rules.rest_ms > now)
+        });
     }
 
     fn take(mut self, origin: &str, lease: &str, rules: &BrowseRules, now: i64) -> Change<Budget, Admission> {
-        self.forget_the_past(now);
+        self.forget_the_past(now, rules);
         if let Some(server) = self.servers.get(origin).filter(|s| s.rest_until > now) {
             return Change::Keep(Admission::Resting { retry_after_ms: server.rest_until - now });
         }
@@ -86,19 +92,20 @@ impl Budget {
 
     fn give_back(mut self, lease: &str, origin: &str, outcome: CallOutcome, rules: &BrowseRules, now: i64) -> Budget {
         self.leases.remove(lease);
-        self.forget_the_past(now);
+        self.forget_the_past(now, rules);
         let server = self.servers.entry(origin.to_owned()).or_default();
         match outcome {
             CallOutcome::Answered => server.timeouts = 0,
             CallOutcome::TimedOut => {
                 server.timeouts += 1;
+                server.last_timeout = now;
                 if server.timeouts >= rules.timeouts_to_rest {
                     server.timeouts = 0;
                     server.rest_until = now + rules.rest_ms;
                 }
             }
         }
-        self.forget_the_past(now);
+        self.forget_the_past(now, rules);
         self
     }
 }
@@ -208,6 +215,16 @@ mod tests {
         );
         let budget = taken(budget.take(other, "c", &RULES, 10_000));
         taken(budget.give_back("c", other, CallOutcome::Answered, &RULES, 11_000).take(slow, "d", &RULES, 70_000));
+    }
+
+    #[test]
+    fn timeouts_far_apart_are_not_in_a_row() {
+        let slow = "https://slow.example:443";
+        let budget = taken(Budget::default().take(slow, "a", &RULES, 0));
+        let budget = budget.give_back("a", slow, CallOutcome::TimedOut, &RULES, 1_000);
+        let budget = taken(budget.take(slow, "b", &RULES, 2 * 60_000));
+        let budget = budget.give_back("b", slow, CallOutcome::TimedOut, &RULES, 2 * 60_000 + 1_000);
+        taken(budget.take(slow, "c", &RULES, 2 * 60_000 + 1_000));
     }
 
     #[test]

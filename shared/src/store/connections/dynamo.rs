@@ -131,7 +131,18 @@ impl Connections for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        let items = output.items.unwrap_or_default().into_iter().map(connection_from).collect::<Result<Vec<_>, _>>()?;
+        // One unreadable connection must not hide the others: left out and logged.
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| {
+                let sk = item.get(SORT_KEY).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                connection_from(item)
+                    .map_err(|e| tracing::error!(sk, error = %e, "unreadable connection left out of a list"))
+                    .ok()
+            })
+            .collect();
         let next = output
             .last_evaluated_key
             .and_then(|key| key.get(SORT_KEY).and_then(|v| v.as_s().ok()).cloned())

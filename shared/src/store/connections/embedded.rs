@@ -71,23 +71,30 @@ impl Connections for EmbeddedStore {
     async fn list(&self, owner: &Owner, limit: usize, after: Option<&ConnectionId>) -> Result<Page, StoreError> {
         let (owner, after) = (owner.as_str().to_owned(), after.map(ToString::to_string).unwrap_or_default());
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-        let docs = self
+        let mut rows = self
             .with_db(move |db| {
                 let mut statement = db
-                    .prepare_cached("SELECT doc FROM connections WHERE owner = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+                    .prepare_cached("SELECT id, doc FROM connections WHERE owner = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
                     .map_err(sql_error)?;
-                let rows =
-                    statement.query_map(params![owner, after, fetch], |r| r.get::<_, String>(0)).map_err(sql_error)?;
-                rows.collect::<Result<Vec<String>, _>>().map_err(sql_error)
+                let rows = statement
+                    .query_map(params![owner, after, fetch], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(sql_error)?;
+                rows.collect::<Result<Vec<(String, String)>, _>>().map_err(sql_error)
             })
             .await?;
-        let mut items = docs.iter().map(|doc| decode(doc)).collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().and_then(|c| ConnectionId::parse(&c.id))
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().and_then(|(id, _)| ConnectionId::parse(id))
         } else {
             None
         };
+        // One unreadable connection must not hide the others: left out and logged.
+        let items = rows
+            .iter()
+            .filter_map(|(id, doc)| {
+                decode(doc).map_err(|e| tracing::error!(connection_id = %id, error = %e, "unreadable connection left out of a list")).ok()
+            })
+            .collect();
         Ok(Page { items, next })
     }
 

@@ -19,18 +19,20 @@ struct DueCursor {
 }
 
 impl DynamoStore {
-    /// Takes an item out of the `due` index; a failure is logged, and the item is
-    /// left out again by the next run.
-    async fn unschedule(&self, key: Item) {
+    /// Takes an item out of the `due` index if it is still due at `seen` (the index is
+    /// read eventually consistently: a re-add in between keeps its schedule); a failure is
+    /// logged, and the item is left out again by the next run.
+    async fn unschedule(&self, key: Item, seen: Option<AttributeValue>) {
         let removed = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("#d = :seen")
             .update_expression("REMOVE #s, #d")
             .expression_attribute_names("#s", DUE_SHARD)
             .expression_attribute_names("#d", DUE_AT)
+            .expression_attribute_values(":seen", seen.unwrap_or(AttributeValue::Null(true)))
             .send()
             .await;
         if let Err(error) = removed {
@@ -75,8 +77,9 @@ impl Schedule for DynamoStore {
                 .await
                 .map_err(unavailable)?;
             // One unreadable item must not stop the recheck for everyone: it is left out,
-            // logged, and taken off the schedule until a user's edit or re-add.
+            // logged, and taken off the schedule until it is deleted and added again.
             for item in output.items.unwrap_or_default() {
+                let seen = item.get(DUE_AT).cloned();
                 let key: Item = item
                     .iter()
                     .filter(|(k, _)| *k == PARTITION_KEY || *k == SORT_KEY)
@@ -86,8 +89,8 @@ impl Schedule for DynamoStore {
                     Ok(due) => items.push(due),
                     Err(error) => {
                         let sk = key.get(SORT_KEY).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                        tracing::error!(sk, error = %error, "unreadable due connection: not rechecked until it is edited");
-                        self.unschedule(key).await;
+                        tracing::error!(sk, error = %error, "unreadable due connection: not rechecked until it is deleted and added again");
+                        self.unschedule(key, seen).await;
                     }
                 }
             }

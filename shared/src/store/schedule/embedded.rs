@@ -46,14 +46,14 @@ impl Schedule for EmbeddedStore {
         let mut items = Vec::new();
         for (stored_owner, id, doc, sealed, notified, due_at) in rows {
             // One unreadable row must not stop the recheck for everyone: it is left out,
-            // logged, and taken off the schedule until a user's edit or re-add.
+            // logged, and taken off the schedule (if still due as read) until it is deleted and added again.
             let (Some(owner), Ok(connection)) = (Owner::parse(&stored_owner), decode(&doc)) else {
-                tracing::error!(connection_id = %id, "unreadable due connection: not rechecked until it is edited");
+                tracing::error!(connection_id = %id, "unreadable due connection: not rechecked until it is deleted and added again");
                 let unscheduled = self
                     .with_db(move |db| {
                         db.execute(
-                            "UPDATE connections SET due_at = NULL WHERE owner = ?1 AND id = ?2",
-                            [&stored_owner, &id],
+                            "UPDATE connections SET due_at = NULL WHERE owner = ?1 AND id = ?2 AND due_at = ?3",
+                            params![stored_owner, id, due_at],
                         )
                         .map_err(sql_error)
                     })
