@@ -128,13 +128,7 @@ impl RecheckHandler {
                 report.stopped_early = true;
                 break;
             }
-            let page = match self.store.due(now, self.settings.page_size, after.as_deref()).await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::error!(error = %error, "could not read due connections");
-                    break;
-                }
-            };
+            let Some(page) = self.due_page(now, after.as_deref()).await else { break };
             let mut mine = Vec::new();
             for due in page.items {
                 let share = taken.entry(due.owner.as_str().to_owned()).or_default();
@@ -256,13 +250,7 @@ impl RecheckHandler {
                 report.stopped_early = true;
                 break;
             }
-            let page = match self.store.due(now, self.settings.page_size, after.as_deref()).await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::error!(error = %error, "could not read due connections");
-                    break;
-                }
-            };
+            let Some(page) = self.due_page(now, after.as_deref()).await else { break };
             let outcomes: Vec<Option<(Outcome, usize)>> = futures::stream::iter(page.items)
                 .map(|due| async move {
                     if Instant::now() + reserve >= deadline {
@@ -445,6 +433,16 @@ impl RecheckHandler {
 }
 
 impl RecheckHandler {
+    /// A page of due connections; `None` (logged) when the store fails: the run ends
+    /// and the rest stays due.
+    async fn due_page(&self, now: i64, after: Option<&str>) -> Option<crate::store::DuePage> {
+        self.store
+            .due(now, self.settings.page_size, after)
+            .await
+            .map_err(|error| tracing::error!(error = %error, "could not read due connections"))
+            .ok()
+    }
+
     fn open_circuit(&self, host: String, pause: Duration) {
         if let Ok(mut circuits) = self.circuits.lock() {
             circuits.insert(host, Instant::now() + pause);
