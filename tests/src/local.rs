@@ -140,6 +140,9 @@ pub fn build_functions() {
 /// environment variables for the functions.
 pub fn start_watch_with(data_dir: &Path, extra: &[(&str, &str)]) -> Running {
     use std::os::unix::process::CommandExt;
+    // Without it, `cargo lambda` exits at once and the test would wait out its start-up time.
+    let installed = cargo().args(["lambda", "--version"]).output().is_ok_and(|o| o.status.success());
+    assert!(installed, "cargo lambda is not on PATH: scripts/test installs it into .venv/lambda and puts it there");
     let port = free_port();
     let mut env = format!(
         "CONNECTIONS_DATA_DIR={},BITBUCKET_ALLOWED_PRIVATE=127.0.0.0/8,BITBUCKET_ALLOWED_HTTP=127.0.0.1",

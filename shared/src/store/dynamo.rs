@@ -127,6 +127,20 @@ impl DynamoStore {
         Self::key(owner, "OWNER".to_owned())
     }
 
+    /// The whole connection item, secret included, read strongly consistent.
+    pub(super) async fn connection_item(&self, owner: &Owner, id: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::connection_key(owner, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.item)
+    }
+
     /// Reserves `folded` for `id`: a new reservation, or the takeover of one
     /// whose holder `stale` no longer exists (see `stale_holder_gone`).
     pub(super) fn name_reservation(

@@ -116,11 +116,11 @@ fn unhandled(error_type: &'static str, error: impl std::fmt::Display) -> Failure
 }
 
 impl Failure {
-    /// The body Lambda answers a failed invocation with.
-    pub fn body(&self, name: &str) -> Value {
+    /// The body Lambda answers a function's failure with (`None`: no function ran).
+    pub fn body(&self) -> Option<Value> {
         match self {
-            Self::NoSuchFunction => json!({"Type": "User", "message": format!("Function not found: {name}")}),
-            Self::Unhandled { error_type, message } => json!({"errorType": error_type, "errorMessage": message}),
+            Self::NoSuchFunction => None,
+            Self::Unhandled { error_type, message } => Some(json!({"errorType": error_type, "errorMessage": message})),
         }
     }
 }

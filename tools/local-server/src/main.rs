@@ -22,7 +22,7 @@ use axum::http::{HeaderValue, Method, Response, StatusCode};
 use connections::config::Config;
 use connections::handlers::web::WebConfig;
 use connections::routes;
-use functions::{Failure, Functions};
+use functions::Functions;
 use serde_json::Value;
 
 /// API Gateway's HTTP API refuses larger requests itself.
@@ -153,14 +153,13 @@ async fn invoke(functions: &'static Functions, name: &str, payload: &[u8], reque
     };
     let (status, body, function_error) = match functions.invoke(name, payload, request_id).await {
         Ok(answer) => (StatusCode::OK, answer, false),
-        Err(Failure::NoSuchFunction) => {
-            return lambda_error(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFoundException",
-                &format!("Function not found: {name}"),
-            );
-        }
-        Err(failure) => (StatusCode::OK, failure.body(name), true),
+        Err(failure) => match failure.body() {
+            Some(body) => (StatusCode::OK, body, true),
+            None => {
+                let message = format!("Function not found: {name}");
+                return lambda_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &message);
+            }
+        },
     };
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;

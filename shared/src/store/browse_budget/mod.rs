@@ -133,6 +133,11 @@ pub trait BrowseBudget: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// When the budget may go (Unix seconds): after every lease and rest it can hold.
+fn document_expiry(rules: &BrowseRules, now: i64) -> i64 {
+    (now + rules.hold_ms.max(rules.rest_ms)) / 1000 + 60
+}
+
 #[async_trait]
 impl<D: Documents> BrowseBudget for D {
     async fn take_slot(
@@ -143,7 +148,7 @@ impl<D: Documents> BrowseBudget for D {
         now: i64,
     ) -> Result<Admission, StoreError> {
         let lease = uuid::Uuid::now_v7().to_string();
-        let expires = (now + rules.hold_ms.max(rules.rest_ms)) / 1000 + 60;
+        let expires = document_expiry(rules, now);
         // Racing writes of one owner's own pages: answered as busy, briefly.
         let contended = Admission::Busy { retry_after_ms: 1_000 };
         change(self, owner, BUDGET, expires, contended, |budget: Option<Budget>| {
@@ -161,7 +166,7 @@ impl<D: Documents> BrowseBudget for D {
         rules: &BrowseRules,
         now: i64,
     ) -> Result<(), StoreError> {
-        let expires = (now + rules.hold_ms.max(rules.rest_ms)) / 1000 + 60;
+        let expires = document_expiry(rules, now);
         // A slot not given back (every write lost) frees itself when its lease expires.
         change(self, owner, BUDGET, expires, (), |budget: Option<Budget>| {
             Change::Write(budget.unwrap_or_default().give_back(lease, origin, outcome, rules, now), ())

@@ -95,16 +95,7 @@ impl Connections for DynamoStore {
     }
 
     async fn get_sealed(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<(Connection, Sealed)>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::connection_key(owner, &id.to_string())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(mut item) = output.item else { return Ok(None) };
+        let Some(mut item) = self.connection_item(owner, &id.to_string()).await? else { return Ok(None) };
         let sealed = match item.remove(SECRET) {
             Some(AttributeValue::B(blob)) => Sealed(blob.into_inner()),
             _ => return Err(StoreError::Corrupt("connection item without a secret".into())),

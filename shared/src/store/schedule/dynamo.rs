@@ -116,16 +116,7 @@ impl Schedule for DynamoStore {
     }
 
     async fn due_one(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<Due>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::connection_key(owner, &id.to_string())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        output.item.map(due_from).transpose()
+        self.connection_item(owner, &id.to_string()).await?.map(due_from).transpose()
     }
 
     async fn lease(&self, owner: &Owner, id: &str, seen: i64, until: i64) -> Result<bool, StoreError> {
