@@ -14,8 +14,8 @@ use connections::http::json_body;
 use connections::input::parse_create;
 use connections::seal::Sealed;
 use connections::store::{
-    Announced, Connections, Documents, Due, DueAt, DuePage, Expected, Idempotency, IdempotencyRecord, Page, Schedule,
-    StoreError,
+    Announced, Claims, Connections, Documents, Due, DueAt, DuePage, Expected, Idempotency, IdempotencyRecord, Page,
+    Schedule, Slots, StoreError,
 };
 use connections::verify::Verification;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -127,6 +127,24 @@ impl Documents for Instant {
     }
     async fn write_document(&self, _: &Owner, _: &str, _: &str, _: Option<u64>, _: i64) -> Result<bool, StoreError> {
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl Slots for Instant {
+    async fn read_slots(&self, _: &Owner, _: &str) -> Result<Claims, StoreError> {
+        Ok(Claims::new())
+    }
+    async fn claim_slot(
+        &self,
+        _: &Owner,
+        _: &str,
+        _: u32,
+        _: i64,
+        _: i64,
+        _: i64,
+    ) -> Result<Result<(), Claims>, StoreError> {
+        Ok(Ok(()))
     }
 }
 

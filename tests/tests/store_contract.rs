@@ -271,6 +271,25 @@ async fn verifications_are_limited_over_any_sixty_seconds(store: Store) {
     assert_eq!(store.count_verification(&alice, 3, minute + 111).await, Ok(Some(4)), "a refusal admitted nothing");
 }
 
+/// Forty checks of one owner at once, as forty Lambdas would: exactly the limit is
+/// admitted, and each refusal waits for the window, not for a lost race.
+async fn a_burst_is_admitted_up_to_the_limit_at_once(store: Store) {
+    let alice = owner("alice");
+    let now = 1_800_000_000;
+    let checks = (0..40).map(|_| {
+        let (store, alice) = (store.clone(), alice.clone());
+        tokio::spawn(async move { store.count_verification(&alice, 30, now).await.unwrap() })
+    });
+    let mut answers = Vec::new();
+    for check in checks {
+        answers.push(check.await.unwrap());
+    }
+    answers.sort();
+    let mut expected = vec![None; 30];
+    expected.extend([Some(60); 10]);
+    assert_eq!(answers, expected);
+}
+
 async fn a_connection_without_account_or_expiry_round_trips(store: Store) {
     let alice = owner("alice");
     let mut c = connection("token");
@@ -389,6 +408,11 @@ macro_rules! contract {
             async fn verifications_are_limited_over_any_sixty_seconds() {
                 let (store, _dir) = super::$adapter().await;
                 super::verifications_are_limited_over_any_sixty_seconds(store).await;
+            }
+            #[tokio::test]
+            async fn a_burst_is_admitted_up_to_the_limit_at_once() {
+                let (store, _dir) = super::$adapter().await;
+                super::a_burst_is_admitted_up_to_the_limit_at_once(store).await;
             }
             #[tokio::test]
             async fn a_connection_without_account_or_expiry_round_trips() {

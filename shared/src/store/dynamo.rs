@@ -7,7 +7,7 @@
 //! | name reservation    | `USER#<sub>` | `NAME#<folded name>`|
 //! | per-owner counter   | `USER#<sub>` | `OWNER`             |
 //! | idempotency record  | `USER#<sub>` | `IDEM#<key>`        | (TTL `expires_at`)
-//! | verification log    | `USER#<sub>` | `RATE#verify`       | (TTL `expires_at`; a document)
+//! | verification slots  | `USER#<sub>` | `RATE#checks`       | (TTL `expires_at`; slots `s<n>`)
 //! | browse budget       | `USER#<sub>` | `BROWSE`            | (TTL `expires_at`; a document)
 //!
 //! The recheck function finds due connections through the sparse index `due`

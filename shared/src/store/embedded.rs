@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS documents (
     version    INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (owner, name)
+);
+CREATE TABLE IF NOT EXISTS slots (
+    owner TEXT    NOT NULL,
+    name  TEXT    NOT NULL,
+    slot  INTEGER NOT NULL,
+    at    INTEGER NOT NULL,
+    PRIMARY KEY (owner, name, slot)
 );";
 
 #[derive(Clone)]

@@ -1,7 +1,8 @@
 //! Storage: one module an aggregate, each a port (a trait) with its DynamoDB and
 //! SQLite adapters side by side: `connections`, `idempotency`, `schedule`, and
-//! `documents` (small per-owner documents changed by conditional writes), which
-//! `rate_limit` and `browse_budget` keep their state in. `dynamo` and `embedded` hold what an adapter's aggregates share (the
+//! `documents` (small per-owner documents changed by conditional writes) and `slots`
+//! (per-owner numbered slots claimed one at a time), which `browse_budget` and
+//! `rate_limit` keep their state in. `dynamo` and `embedded` hold what an adapter's aggregates share (the
 //! table's keys, item codec and transactions; the database file and its schema).
 //! A stored item that no longer parses is refused where it is read, as
 //! `StoreError::Corrupt`.
@@ -15,6 +16,7 @@ mod embedded;
 mod idempotency;
 mod rate_limit;
 mod schedule;
+mod slots;
 
 pub use browse_budget::{Admission, BrowseBudget, BrowseRules, CallOutcome};
 pub use connections::{Connections, Expected, Page};
@@ -23,8 +25,9 @@ pub use dynamo::{DUE_INDEX, DynamoStore, PARTITION_KEY, SORT_KEY};
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 pub use idempotency::{Idempotency, IdempotencyRecord};
-pub use rate_limit::{RateLimits, WINDOW_SECONDS, admit};
+pub use rate_limit::{RateLimits, WINDOW_SECONDS};
 pub use schedule::{Announced, Due, DueAt, DuePage, Schedule};
+pub use slots::{Claims, Slots};
 
 use crate::problem::ApiError;
 

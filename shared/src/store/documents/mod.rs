@@ -16,7 +16,7 @@ use crate::domain::Owner;
 use crate::store::StoreError;
 
 /// Writers that lost a race for the same owner's document try again, with full-jitter
-/// backoff, for this long (one owner racing themselves, e.g. ten adds at once: each
+/// backoff, for this long (one owner racing themselves, e.g. ten pages at once: each
 /// round lets one through; no other owner's document is involved).
 const CONTENTION_BUDGET: Duration = Duration::from_secs(3);
 const BACKOFF_CAP_MS: u64 = 100;
