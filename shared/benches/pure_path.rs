@@ -14,8 +14,8 @@ use connections::http::json_body;
 use connections::input::parse_create;
 use connections::seal::Sealed;
 use connections::store::{
-    Announced, Claims, Connections, Documents, Due, DueAt, DuePage, Expected, Idempotency, IdempotencyRecord, Page,
-    Schedule, Slots, StoreError,
+    Announced, Claims, Connections, Documents, Due, DueAt, DuePage, Expected, Flow, Idempotency, IdempotencyRecord,
+    OauthFlows, Page, Schedule, Slots, StoreError, TokenLeases,
 };
 use connections::verify::Verification;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -145,6 +145,44 @@ impl Slots for Instant {
         _: i64,
     ) -> Result<Result<(), Claims>, StoreError> {
         Ok(Ok(()))
+    }
+}
+
+#[async_trait]
+impl OauthFlows for Instant {
+    async fn begin_flow(&self, _: &Owner, _: &str, _: &Flow) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn take_flow(&self, _: &Owner, _: &str, _: i64) -> Result<Option<Flow>, StoreError> {
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl TokenLeases for Instant {
+    async fn take_token_lease(
+        &self,
+        _: &Owner,
+        _: &ConnectionId,
+        _: &Sealed,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    async fn store_tokens(
+        &self,
+        _: &Owner,
+        _: &ConnectionId,
+        _: &str,
+        _: &Sealed,
+        _: &Sealed,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    async fn release_token_lease(&self, _: &Owner, _: &ConnectionId, _: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

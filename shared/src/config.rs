@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::Identity;
+use crate::oauth::OauthSource;
+use crate::secret::Secret;
 use crate::store::BrowseRules;
 use crate::verify::client::ClientSettings;
 use crate::verify::net::NetPolicy;
@@ -47,6 +49,12 @@ pub struct Settings {
     /// Pages one owner may have in flight (`BROWSE_SLOTS_PER_OWNER`, 4) and the rest
     /// for a server that keeps timing out.
     pub browse: BrowseRules,
+    /// "Connect with Bitbucket": the registered OAuth clients (`OAUTH_CLIENTS`), read
+    /// on first use.
+    pub oauth: OauthSource,
+    /// Where Bitbucket sends the browser back (`OAUTH_CALLBACK_URL`): the page's
+    /// address, exactly as registered as the consumer's callback URL.
+    pub oauth_callback_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -59,6 +67,8 @@ impl Default for Settings {
             bitbucket: ClientSettings::default(),
             browse_deadline: DEFAULT_BROWSE_DEADLINE,
             browse: browse_rules(BrowseRules::default().slots, DEFAULT_BROWSE_DEADLINE),
+            oauth: OauthSource::Off,
+            oauth_callback_url: None,
         }
     }
 }
@@ -181,6 +191,8 @@ impl Config {
                 usize::try_from(number("BROWSE_SLOTS_PER_OWNER", 4)?.clamp(1, 64)).unwrap_or(4),
                 browse_deadline,
             ),
+            oauth: lookup("OAUTH_CLIENTS").map_or(OauthSource::Off, |json| OauthSource::Inline(Secret::new(json))),
+            oauth_callback_url: lookup("OAUTH_CALLBACK_URL"),
         };
         let recheck = RecheckSettings {
             interval: Duration::from_secs(number("RECHECK_AFTER_HOURS", 24)?.clamp(1, 8760) * 3600),

@@ -21,6 +21,10 @@ pub enum CredentialType {
     /// Data Center: project and repository HTTP access tokens (Bearer only).
     ProjectHttpAccessToken,
     RepositoryHttpAccessToken,
+    /// Cloud or Data Center: "Connect with Bitbucket" (OAuth 2.0). Never entered by
+    /// hand: made by the authorization round trip, its secret an access and refresh
+    /// token sealed together.
+    Oauth,
 }
 
 /// What an access token is bound to.
@@ -57,11 +61,16 @@ impl CredentialType {
             Self::HttpAccessToken => "http_access_token",
             Self::ProjectHttpAccessToken => "project_http_access_token",
             Self::RepositoryHttpAccessToken => "repository_http_access_token",
+            Self::Oauth => "oauth",
         }
     }
 
+    /// Whether the kind exists only on Cloud (`Oauth` exists on both: its URL tells).
     pub fn is_cloud(self) -> bool {
-        !matches!(self, Self::HttpAccessToken | Self::ProjectHttpAccessToken | Self::RepositoryHttpAccessToken)
+        !matches!(
+            self,
+            Self::HttpAccessToken | Self::ProjectHttpAccessToken | Self::RepositoryHttpAccessToken | Self::Oauth
+        )
     }
 
     /// Whether the credential goes with a login (Basic auth) or alone (Bearer).
@@ -118,7 +127,8 @@ impl CredentialType {
                 Some("x-token-auth".into())
             }
             Self::AppPassword | Self::HttpAccessToken => username.map(str::to_owned),
-            Self::ProjectHttpAccessToken | Self::RepositoryHttpAccessToken => None,
+            // OAuth: Cloud's git user (`x-token-auth`) is recorded when verified; Data Center takes a Bearer header.
+            Self::ProjectHttpAccessToken | Self::RepositoryHttpAccessToken | Self::Oauth => None,
         }
     }
 }
@@ -271,6 +281,22 @@ impl Capabilities {
         }
     }
 
+    /// Data Center OAuth scopes (`REPO_READ` … `SYSTEM_ADMIN`, each including the ones
+    /// below it): pull requests need `REPO_READ`, pushing `REPO_WRITE`.
+    pub fn from_data_center_scopes(granted: &[String]) -> Self {
+        let has = |any: &[&str]| any.iter().any(|s| granted.iter().any(|g| g == s));
+        let write = has(&["REPO_WRITE", "REPO_ADMIN", "PROJECT_ADMIN", "ADMIN_WRITE", "SYSTEM_ADMIN"]);
+        let read = write || has(&["REPO_READ"]);
+        let need = |ok: bool, scope: &str| Capability { enabled: ok, needs: (!ok).then(|| scope.to_owned()) };
+        Self {
+            read_code: need(read, "REPO_READ"),
+            push: need(write, "REPO_WRITE"),
+            pull_requests: need(read, "REPO_READ"),
+            list_workspaces: need(read, "REPO_READ"),
+            identity: Capability { enabled: true, needs: None },
+        }
+    }
+
     /// Data Center grants permissions, not scopes: write on repositories is what was checked.
     pub fn data_center(kind: CredentialType) -> Self {
         let yes = || Capability { enabled: true, needs: None };
@@ -381,7 +407,7 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_through_its_name() {
-        for name in CredentialType::ALL {
+        for name in CredentialType::ALL.into_iter().chain(["oauth"]) {
             assert_eq!(CredentialType::parse(name).map(CredentialType::as_str), Some(name));
         }
     }

@@ -101,6 +101,67 @@ pub fn parse_create(body: &Map<String, Value>) -> Result<CreateRequest, ApiError
     }
 }
 
+/// `POST /oauth/flows`: which server, and what the connection will be called (or
+/// which connection it reconnects).
+#[derive(Debug)]
+pub struct OauthStart {
+    pub url: ServerUrl,
+    pub name: Option<ConnectionName>,
+    pub reconnect: Option<ConnectionId>,
+}
+
+/// `POST /oauth/callbacks`: what Bitbucket put in the redirect's query.
+#[derive(Debug)]
+pub struct OauthCallback {
+    pub state: String,
+    /// `Ok(code)`, or `Err((error, description))` when the user did not approve.
+    pub outcome: Result<Secret, (String, Option<String>)>,
+}
+
+const OAUTH_START_FIELDS: &[&str] = &["url", "name", "connection_id"];
+const OAUTH_CALLBACK_FIELDS: &[&str] = &["state", "code", "error", "error_description"];
+/// Codes and states are opaque; Bitbucket's run to a few hundred characters.
+const OAUTH_VALUE_MAX_CHARS: usize = 2048;
+
+pub fn parse_oauth_start(body: &Map<String, Value>) -> Result<OauthStart, ApiError> {
+    let mut fields = Fields::new(body, OAUTH_START_FIELDS);
+    let url = match fields.optional_string("url") {
+        Some(text) => fields.check("url", ServerUrl::parse(text)),
+        None => ServerUrl::parse(DEFAULT_CLOUD_URL).ok(),
+    };
+    let name = fields.optional_string("name").and_then(|t| fields.check("name", ConnectionName::parse(t)));
+    let reconnect = fields
+        .optional_string("connection_id")
+        .and_then(|t| fields.check("connection_id", ConnectionId::parse(t).ok_or("must be a connection's id")));
+    fields.finish()?;
+    let url = url.ok_or(ApiError::ValidationFailed { errors: Vec::new() })?;
+    Ok(OauthStart { url, name, reconnect })
+}
+
+pub fn parse_oauth_callback(body: &Map<String, Value>) -> Result<OauthCallback, ApiError> {
+    let opaque = |text: &str| -> Result<String, &'static str> {
+        let fits =
+            !text.is_empty() && text.len() <= OAUTH_VALUE_MAX_CHARS && text.chars().all(|c| c.is_ascii_graphic());
+        if fits { Ok(text.to_owned()) } else { Err("must be the value Bitbucket sent back, unchanged") }
+    };
+    let mut fields = Fields::new(body, OAUTH_CALLBACK_FIELDS);
+    let state = fields.required("state", opaque);
+    let code = fields.optional_string("code").and_then(|t| fields.check("code", opaque(t)));
+    let error = fields.optional_string("error").and_then(|t| fields.check("error", opaque(t)));
+    let description = fields.optional_string("error_description").and_then(crate::text::clean_text);
+    if code.is_none() && error.is_none() {
+        fields.check::<()>("code", Err("is required (or 'error', when Bitbucket sent one)"));
+    }
+    fields.finish()?;
+    let state = state.ok_or(ApiError::ValidationFailed { errors: Vec::new() })?;
+    let outcome = match (code, error) {
+        (_, Some(error)) => Err((error, description)),
+        (Some(code), None) => Ok(Secret::new(code)),
+        (None, None) => return Err(ApiError::ValidationFailed { errors: Vec::new() }),
+    };
+    Ok(OauthCallback { state, outcome })
+}
+
 pub fn parse_patch(body: &Map<String, Value>) -> Result<PatchRequest, ApiError> {
     let mut fields = Fields::new(body, PATCH_FIELDS);
     let name = fields.optional_string("name").and_then(|t| fields.check("name", ConnectionName::parse(t)));
@@ -270,6 +331,11 @@ impl<'a> Fields<'a> {
     fn credential_type(&mut self) -> Option<CredentialType> {
         let text = self.optional_string("credential_type")?;
         let parsed = CredentialType::parse(text);
+        if parsed == Some(CredentialType::Oauth) {
+            let detail = "'oauth' connections are made by \"Connect with Bitbucket\" (POST /oauth/flows), not entered";
+            self.errors.push(FieldError::new("credential_type", "invalid", detail));
+            return None;
+        }
         if parsed.is_none() {
             let expected = format!("must be one of {}", CredentialType::ALL.join(", "));
             self.errors.push(FieldError::new("credential_type", "invalid", expected));

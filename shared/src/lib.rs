@@ -13,6 +13,7 @@ pub mod events;
 pub mod handlers;
 pub mod http;
 pub mod input;
+pub mod oauth;
 pub mod origin;
 pub mod partition;
 pub mod problem;

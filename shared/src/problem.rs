@@ -113,6 +113,27 @@ pub enum ApiError {
     ServiceUnavailable {
         detail: &'static str,
     },
+    /// No OAuth client is registered for the server asked for.
+    OauthNotOffered {
+        detail: String,
+    },
+    /// The callback's `state` names no flow this user started (another user's link,
+    /// used already, or older than 10 minutes).
+    OauthFlowUnknown,
+    /// The user did not approve on Bitbucket.
+    OauthDenied {
+        detail: String,
+    },
+    /// Bitbucket refused the authorization code.
+    OauthCodeRejected {
+        detail: String,
+    },
+    /// Bitbucket refused the operator's OAuth client itself.
+    OauthClientRejected,
+    /// The connection's refresh token no longer works: revoked, or unused too long.
+    OauthRevoked,
+    /// Credentials of a "Connect with Bitbucket" connection change only by reconnecting.
+    OauthReconnectRequired,
 }
 
 impl ApiError {
@@ -155,6 +176,13 @@ impl ApiError {
             Self::TooManyConnections { limit: 0 },
             Self::IdempotencyKeyReused,
             Self::ServiceUnavailable { detail: "" },
+            Self::OauthNotOffered { detail: text() },
+            Self::OauthFlowUnknown,
+            Self::OauthDenied { detail: text() },
+            Self::OauthCodeRejected { detail: text() },
+            Self::OauthClientRejected,
+            Self::OauthRevoked,
+            Self::OauthReconnectRequired,
         ]
     }
 
@@ -195,6 +223,13 @@ impl ApiError {
             Self::TooManyConnections { .. } => "too_many_connections",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::ServiceUnavailable { .. } => "service_unavailable",
+            Self::OauthNotOffered { .. } => "oauth_not_offered",
+            Self::OauthFlowUnknown => "oauth_flow_unknown",
+            Self::OauthDenied { .. } => "oauth_denied",
+            Self::OauthCodeRejected { .. } => "oauth_code_rejected",
+            Self::OauthClientRejected => "oauth_client_rejected",
+            Self::OauthRevoked => "oauth_revoked",
+            Self::OauthReconnectRequired => "oauth_reconnect_required",
         }
     }
 
@@ -218,6 +253,8 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::BrowseBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::OauthClientRejected => StatusCode::BAD_GATEWAY,
+            Self::OauthReconnectRequired => StatusCode::CONFLICT,
             // The user's input (URL, username, secret) is what Bitbucket refused:
             // never 401/403, which would tell the caller its own session ended.
             Self::ValidationFailed { .. }
@@ -234,7 +271,12 @@ impl ApiError {
             | Self::BitbucketRedirected { .. }
             | Self::BitbucketUnreachable { .. }
             | Self::BitbucketTlsError { .. }
-            | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::IdempotencyKeyReused
+            | Self::OauthNotOffered { .. }
+            | Self::OauthFlowUnknown
+            | Self::OauthDenied { .. }
+            | Self::OauthCodeRejected { .. }
+            | Self::OauthRevoked => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -275,6 +317,13 @@ impl ApiError {
             Self::TooManyConnections { .. } => "Too many connections",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::ServiceUnavailable { .. } => "Temporarily unavailable",
+            Self::OauthNotOffered { .. } => "Connect with Bitbucket is not offered for this server",
+            Self::OauthFlowUnknown => "This Bitbucket sign-in is not yours or has expired",
+            Self::OauthDenied { .. } => "Access was not approved on Bitbucket",
+            Self::OauthCodeRejected { .. } => "Bitbucket refused the authorization",
+            Self::OauthClientRejected => "Bitbucket refused this product's OAuth client",
+            Self::OauthRevoked => "Access to Bitbucket was revoked or has expired",
+            Self::OauthReconnectRequired => "Reconnect with Bitbucket to change these credentials",
         }
     }
 
@@ -309,6 +358,10 @@ impl ApiError {
             Self::TooManyConnections { limit } => format!("You have reached the limit of {limit} connections. Delete one first."),
             Self::IdempotencyKeyReused => "This Idempotency-Key was already used with a different request body. Use a new key.".into(),
             Self::ServiceUnavailable { detail } => (*detail).into(),
+            Self::OauthFlowUnknown => "This answer from Bitbucket does not belong to a sign-in you started in the last 10 minutes (it may come from someone else's link, or was used already). Start \"Connect with Bitbucket\" again.".into(),
+            Self::OauthClientRejected => "Bitbucket refused this product's OAuth client: its key or secret is wrong, or the consumer has no callback URL. Tell your operator; meanwhile you can connect with a token.".into(),
+            Self::OauthRevoked => "Bitbucket no longer accepts this connection's authorization: it was revoked (Bitbucket: Personal settings > App authorizations, or your Data Center profile > Authorized applications) or went unused too long. Reconnect with Bitbucket.".into(),
+            Self::OauthReconnectRequired => "This connection was made with \"Connect with Bitbucket\": its server and credentials change only by reconnecting (POST /oauth/flows with its connection_id). Its name can be changed as usual.".into(),
             Self::UrlNotAllowed { detail }
             | Self::InvalidCredentials { detail }
             | Self::WrongResource { detail }
@@ -320,7 +373,10 @@ impl ApiError {
             | Self::BitbucketRedirected { detail }
             | Self::BitbucketUnreachable { detail }
             | Self::BitbucketTlsError { detail }
-            | Self::BitbucketUnavailable { detail } => detail.clone(),
+            | Self::BitbucketUnavailable { detail }
+            | Self::OauthNotOffered { detail }
+            | Self::OauthDenied { detail }
+            | Self::OauthCodeRejected { detail } => detail.clone(),
         }
     }
 

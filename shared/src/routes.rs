@@ -25,6 +25,8 @@ const fn route(method: &'static str, path: &'static str, function: &'static str)
 /// Most specific first: the first route that matches is the one API Gateway picks.
 pub const ROUTES: &[Route] = &[
     route("POST", "/connections", "add"),
+    route("POST", "/oauth/flows", "add"),
+    route("POST", "/oauth/callbacks", "add"),
     route("GET", "/connections", "list"),
     route("GET", "/connections/{id}", "list"),
     route("PATCH", "/connections/{id}", "edit"),

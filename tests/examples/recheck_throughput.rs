@@ -22,6 +22,7 @@ use connections::config::RecheckSettings;
 use connections::domain::{Owner, ServerUrl};
 use connections::events::LoggedEvents;
 use connections::handlers::RecheckHandler;
+use connections::oauth::TokenKeeper;
 use connections::seal::{LocalSealer, Sealer};
 use connections::store::{ConnectionStore, DynamoStore};
 use connections::verify::Verifier;
@@ -180,6 +181,12 @@ fn handler(bench: &Bench) -> RecheckHandler {
             ..RecheckSettings::default()
         },
         circuits: Default::default(),
+        keeper: TokenKeeper::new(
+            bench.store.clone(),
+            bench.sealer.clone(),
+            &connections::config::Settings { bitbucket, ..Default::default() },
+        )
+        .unwrap(),
     }
 }
 

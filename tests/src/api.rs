@@ -19,6 +19,7 @@ use lambda_http::http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::emulator;
+use connections::oauth::TokenKeeper;
 
 /// Settings for tests: the loopback fake Bitbucket is allowed, timeouts are short,
 /// and the real Bitbucket's name is pinned to loopback so no test ever sends a
@@ -68,23 +69,27 @@ pub struct AwsBackend {
 impl Api {
     pub fn new(store: Arc<dyn ConnectionStore>, sealer: Arc<dyn Sealer>, settings: Settings) -> Self {
         let verifier = Verifier::new(&settings.bitbucket).expect("verifier");
+        let keeper = || TokenKeeper::new(store.clone(), sealer.clone(), &settings).expect("token keeper");
         Self {
-            add: AddHandler {
+            add: AddHandler::new(store.clone(), sealer.clone(), verifier.clone(), settings.clone()),
+            list: ListHandler { store: store.clone(), settings: settings.clone() },
+            edit: EditHandler {
                 store: store.clone(),
                 sealer: sealer.clone(),
-                verifier: verifier.clone(),
+                verifier,
                 settings: settings.clone(),
+                keeper: keeper(),
             },
-            list: ListHandler { store: store.clone(), settings: settings.clone() },
-            edit: EditHandler { store: store.clone(), sealer: sealer.clone(), verifier, settings: settings.clone() },
             delete: DeleteHandler { store: store.clone(), settings: settings.clone() },
             browse: BrowseHandler {
                 store: store.clone(),
                 sealer: sealer.clone(),
                 http: BitbucketHttp::new(&settings.bitbucket).expect("Bitbucket client"),
                 settings: settings.clone(),
+                keeper: keeper(),
             },
-            credentials: CredentialsHandler { store: store.clone(), sealer: sealer.clone(), settings },
+            credentials: CredentialsHandler::new(store.clone(), sealer.clone(), settings.clone())
+                .expect("credentials handler"),
             store,
             sealer,
         }
@@ -118,6 +123,8 @@ impl Api {
         let method = request.method.as_str();
         let (route_key, id) = match (method, segments.as_slice()) {
             ("POST" | "GET", ["connections"]) => (format!("{method} /connections"), None),
+            ("POST", ["oauth", "flows"]) => ("POST /oauth/flows".to_owned(), None),
+            ("POST", ["oauth", "callbacks"]) => ("POST /oauth/callbacks".to_owned(), None),
             ("GET" | "PATCH" | "DELETE", ["connections", id]) => (format!("{method} /connections/{{id}}"), Some(*id)),
             ("POST", ["connections", id, "verify"]) => ("POST /connections/{id}/verify".to_owned(), Some(*id)),
             ("GET", ["connections", id, "workspaces"]) => ("GET /connections/{id}/workspaces".to_owned(), Some(*id)),
@@ -132,7 +139,7 @@ impl Api {
         let event = request.event(&route_key, id);
         let http_request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
         let response = match route_key.as_str() {
-            "POST /connections" => self.add.handle(http_request).await,
+            "POST /connections" | "POST /oauth/flows" | "POST /oauth/callbacks" => self.add.handle(http_request).await,
             "GET /connections" | "GET /connections/{id}" => self.list.handle(http_request).await,
             "PATCH /connections/{id}" | "POST /connections/{id}/verify" => self.edit.handle(http_request).await,
             key if key.starts_with("GET /connections/{id}/") => self.browse.handle(http_request).await,

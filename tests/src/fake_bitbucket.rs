@@ -8,6 +8,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod oauth;
+
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -71,6 +73,8 @@ struct Shared {
     outage: Arc<Mutex<Option<StatusCode>>>,
     /// Requests allowed before each answer is 429, as Bitbucket's hourly limit does.
     rate_limit: Arc<Mutex<Option<usize>>>,
+    /// The OAuth authorization server's codes and tokens.
+    oauth: Arc<Mutex<oauth::AuthServer>>,
 }
 
 pub struct FakeBitbucket {
@@ -85,6 +89,10 @@ impl FakeBitbucket {
         let shared = Shared::default();
         let app = Router::new()
             .route("/cloud/2.0/user", get(cloud_user))
+            .route("/site/oauth2/authorize", get(oauth::authorize_cloud))
+            .route("/site/oauth2/access_token", axum::routing::post(oauth::token_cloud))
+            .route("/dc/rest/oauth2/latest/authorize", get(oauth::authorize_data_center))
+            .route("/dc/rest/oauth2/latest/token", axum::routing::post(oauth::token_data_center))
             // Test-only: revokes the secret in the body, for tests that run outside this process (a browser).
             .route("/__revoke", axum::routing::post(revoke_by_request))
             .route(
@@ -278,6 +286,33 @@ impl FakeBitbucket {
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().unwrap().clone()
     }
+
+    /// The OAuth authorization server, to set lifetimes and read what it saw.
+    pub fn oauth(&self) -> std::sync::MutexGuard<'_, oauth::AuthServer> {
+        self.shared.oauth.lock().unwrap()
+    }
+
+    /// The operator's client list registering this fake as Bitbucket Cloud (at
+    /// `url("cloud")`) and as a Data Center server (at `url("dc")`).
+    pub fn oauth_clients_json(&self) -> String {
+        json!([
+            {
+                "server": self.url("cloud"),
+                "key": oauth::CLIENT_KEY,
+                "secret": oauth::CLIENT_SECRET,
+                "authorize_url": format!("{}/site/oauth2/authorize", self.origin),
+                "token_url": format!("{}/site/oauth2/access_token", self.origin),
+            },
+            {"server": self.url("dc"), "key": oauth::CLIENT_KEY, "secret": oauth::CLIENT_SECRET},
+        ])
+        .to_string()
+    }
+}
+
+/// A live OAuth access token in `Authorization: Bearer`, and the server that issued it.
+fn oauth_bearer(shared: &Shared, headers: &HeaderMap) -> Option<oauth::Flavor> {
+    let token = headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")?;
+    shared.oauth.lock().unwrap().access_flavor(token)
 }
 
 async fn revoke_by_request(State(shared): State<Shared>, secret: String) -> StatusCode {
@@ -355,6 +390,14 @@ async fn cloud_user(State(shared): State<Shared>, headers: HeaderMap) -> Respons
             .insert("www-authenticate", HeaderValue::from_static("Basic realm=\"Bitbucket.org HTTP\""));
         response
     };
+    if oauth_bearer(&shared, &headers) == Some(oauth::Flavor::Cloud) {
+        let scopes = shared.oauth.lock().unwrap().cloud_scopes.replace(' ', ", ");
+        return json_response(
+            StatusCode::OK,
+            &[("x-oauth-scopes", &scopes)],
+            cloud_user_body(JDOE_UUID, "J Doe", "jdoe"),
+        );
+    }
     let Some((user, password)) = basic(&headers) else { return unauthorized() };
     if shared.revoked.lock().unwrap().contains(&password) {
         return unauthorized();
@@ -449,6 +492,9 @@ fn dc_unauthorized() -> Response {
 
 /// The Data Center user a token authenticates as, if it is a known token.
 fn dc_authenticate(shared: &Shared, headers: &HeaderMap) -> Option<&'static str> {
+    if oauth_bearer(shared, headers) == Some(oauth::Flavor::DataCenter) {
+        return Some(DC_USER);
+    }
     let (user, token) = basic(headers)?;
     if shared.revoked.lock().unwrap().contains(&token) {
         return None;
@@ -613,6 +659,9 @@ async fn dc_repository(
 /// Who a Cloud listing call authenticates as: an API token's email (Basic) or
 /// an access token (Bearer); `None` when refused.
 fn cloud_caller(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+    if oauth_bearer(shared, headers) == Some(oauth::Flavor::Cloud) {
+        return Some("oauth".into());
+    }
     if let Some(token) = bearer(shared, headers) {
         return [REPO_ACCESS_TOKEN, PROJECT_ACCESS_TOKEN, WORKSPACE_ACCESS_TOKEN]
             .contains(&token)

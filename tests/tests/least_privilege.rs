@@ -25,6 +25,7 @@ use connections::events::EventBridgeEvents;
 use connections::handlers::{
     AddHandler, BrowseHandler, CredentialsHandler, DeleteHandler, EditHandler, ListHandler, RecheckHandler,
 };
+use connections::oauth::TokenKeeper;
 use connections::seal::KmsSealer;
 use connections::store::DynamoStore;
 use connections::verify::Verifier;
@@ -216,15 +217,16 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     );
     // Each handler alone on its own recording clients, as in its own Lambda function.
     let mut api = Api::new(add.store.clone(), add.sealer.clone(), settings.clone());
-    api.add = AddHandler {
-        store: add.store.clone(),
-        sealer: add.sealer.clone(),
-        verifier: verifier.clone(),
-        settings: settings.clone(),
-    };
+    api.add = AddHandler::new(add.store.clone(), add.sealer.clone(), verifier.clone(), settings.clone());
     api.list = ListHandler { store: list.store.clone(), settings: settings.clone() };
-    api.edit =
-        EditHandler { store: edit.store.clone(), sealer: edit.sealer.clone(), verifier, settings: settings.clone() };
+    let keeper = |r: &Recorded| TokenKeeper::new(r.store.clone(), r.sealer.clone(), &settings).unwrap();
+    api.edit = EditHandler {
+        store: edit.store.clone(),
+        sealer: edit.sealer.clone(),
+        verifier,
+        settings: settings.clone(),
+        keeper: keeper(&edit),
+    };
     api.delete = DeleteHandler { store: delete.store.clone(), settings: settings.clone() };
     let (browse, credentials, recheck) =
         (recorded(&table, &key).await, recorded(&table, &key).await, recorded(&table, &key).await);
@@ -233,12 +235,10 @@ async fn each_role_grants_exactly_what_its_function_calls() {
         sealer: browse.sealer.clone(),
         http: BitbucketHttp::new(&settings.bitbucket).unwrap(),
         settings: settings.clone(),
+        keeper: keeper(&browse),
     };
-    api.credentials = CredentialsHandler {
-        store: credentials.store.clone(),
-        sealer: credentials.sealer.clone(),
-        settings: settings.clone(),
-    };
+    api.credentials =
+        CredentialsHandler::new(credentials.store.clone(), credentials.sealer.clone(), settings.clone()).unwrap();
     let rechecker = RecheckHandler {
         store: recheck.store.clone(),
         sealer: recheck.sealer.clone(),
@@ -246,6 +246,7 @@ async fn each_role_grants_exactly_what_its_function_calls() {
         events: Arc::new(EventBridgeEvents::new(recheck.events.clone(), "default")),
         settings: RecheckSettings { interval: std::time::Duration::ZERO, ..RecheckSettings::default() },
         circuits: Default::default(),
+        keeper: keeper(&recheck),
     };
 
     let body = |name: &str| json!({"name": name, "url": fake.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN});

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
     let verifier = Verifier::new(&config.settings.bitbucket)?;
-    let handler = AddHandler { store, sealer, verifier, settings: config.settings };
+    let handler = AddHandler::new(store, sealer, verifier, config.settings);
     // Lives as long as the process.
     let handler: &'static _ = Box::leak(Box::new(handler));
     serve_http(move |request| handler.handle(request)).await

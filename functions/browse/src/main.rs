@@ -2,6 +2,7 @@
 
 use connections::config::Config;
 use connections::handlers::BrowseHandler;
+use connections::oauth::TokenKeeper;
 use connections::runtime;
 use connections::serve::serve_http;
 use connections::verify::client::BitbucketHttp;
@@ -13,7 +14,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
     let http = BitbucketHttp::new(&config.settings.bitbucket)?;
-    let handler = BrowseHandler { store, sealer, http, settings: config.settings };
+    let keeper = TokenKeeper::new(store.clone(), sealer.clone(), &config.settings)?;
+    let handler = BrowseHandler { store, sealer, http, settings: config.settings, keeper };
     // Lives as long as the process.
     let handler: &'static _ = Box::leak(Box::new(handler));
     serve_http(move |request| handler.handle(request)).await

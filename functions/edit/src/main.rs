@@ -2,6 +2,7 @@
 
 use connections::config::Config;
 use connections::handlers::EditHandler;
+use connections::oauth::TokenKeeper;
 use connections::runtime;
 use connections::serve::serve_http;
 use connections::verify::Verifier;
@@ -13,7 +14,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
     let verifier = Verifier::new(&config.settings.bitbucket)?;
-    let handler = EditHandler { store, sealer, verifier, settings: config.settings };
+    let keeper = TokenKeeper::new(store.clone(), sealer.clone(), &config.settings)?;
+    let handler = EditHandler { store, sealer, verifier, settings: config.settings, keeper };
     // Lives as long as the process.
     let handler: &'static _ = Box::leak(Box::new(handler));
     serve_http(move |request| handler.handle(request)).await

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use connections::config::Config;
 use connections::handlers::RecheckHandler;
+use connections::oauth::TokenKeeper;
 use connections::runtime;
 use connections::verify::Verifier;
 use connections::work::{SqsQueue, WorkQueue};
@@ -23,8 +24,9 @@ async fn main() -> Result<(), Error> {
         Some(url) => Some(SqsQueue::lazy(connections::aws::sdk_config().await, url.clone())),
         None => None,
     };
-    let handler =
-        RecheckHandler { store, sealer, verifier, events, settings: config.recheck, circuits: Default::default() };
+    let keeper = TokenKeeper::new(store.clone(), sealer.clone(), &config.settings)?;
+    let circuits = Default::default();
+    let handler = RecheckHandler { store, sealer, verifier, events, settings: config.recheck, circuits, keeper };
     // Lives as long as the process; see `run_concurrent` in the HTTP functions.
     let (handler, queue): (&'static _, &'static _) = (Box::leak(Box::new(handler)), Box::leak(Box::new(queue)));
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -16,6 +16,8 @@ use crate::store::{ConnectionStore, IdempotencyRecord, StoreError};
 
 /// How long a retry with the same `Idempotency-Key` gets the original answer.
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
+use super::oauth::OauthHandler;
+use crate::oauth::ClientsLoader;
 use crate::verify::{Claim, Verifier};
 
 pub struct AddHandler {
@@ -23,12 +25,49 @@ pub struct AddHandler {
     pub sealer: Arc<dyn Sealer>,
     pub verifier: Verifier,
     pub settings: Settings,
+    /// "Connect with Bitbucket", the other way to add a connection.
+    pub oauth: OauthHandler,
 }
 
 impl AddHandler {
+    pub fn new(
+        store: Arc<dyn ConnectionStore>,
+        sealer: Arc<dyn Sealer>,
+        verifier: Verifier,
+        settings: Settings,
+    ) -> Self {
+        let oauth = OauthHandler {
+            store: store.clone(),
+            sealer: sealer.clone(),
+            verifier: verifier.clone(),
+            clients: Arc::new(ClientsLoader::new(settings.oauth.clone())),
+            settings: settings.clone(),
+        };
+        Self { store, sealer, verifier, settings, oauth }
+    }
+
     pub async fn handle(&self, request: Request) -> Response<Body> {
         let request_id = request_id(&request);
-        respond(self.create(&request, &request_id).await, &request_id)
+        let path = request.uri().path();
+        let result = if path.ends_with("/oauth/flows") {
+            self.post_only(&request, self.oauth.start(&request, &request_id)).await
+        } else if path.ends_with("/oauth/callbacks") {
+            self.post_only(&request, self.oauth.callback(&request, &request_id)).await
+        } else {
+            self.create(&request, &request_id).await
+        };
+        respond(result, &request_id)
+    }
+
+    async fn post_only(
+        &self,
+        request: &Request,
+        answer: impl Future<Output = Result<Response<Body>, ApiError>>,
+    ) -> Result<Response<Body>, ApiError> {
+        if request.method() != Method::POST {
+            return Err(ApiError::MethodNotAllowed { allow: "POST" });
+        }
+        answer.await
     }
 
     async fn create(&self, request: &Request, request_id: &str) -> Result<Response<Body>, ApiError> {

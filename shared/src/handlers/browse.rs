@@ -11,13 +11,14 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use super::{method_not_allowed, respond, seal_failure};
+use super::{method_not_allowed, respond};
 use crate::browse::{Cursor, Source, parse_query, parse_slug};
 use crate::config::Settings;
 use crate::domain::{Connection, ConnectionId, Owner, Status, now};
 use crate::http::{connection_id, json_response, principal, request_id};
+use crate::oauth::TokenKeeper;
 use crate::problem::{ApiError, FieldError};
-use crate::seal::{SealContext, Sealer};
+use crate::seal::Sealer;
 use crate::store::{Admission, CallOutcome, ConnectionStore};
 use crate::username::Username;
 use crate::verify::client::{Auth, BitbucketHttp};
@@ -27,6 +28,8 @@ pub struct BrowseHandler {
     pub sealer: Arc<dyn Sealer>,
     pub http: BitbucketHttp,
     pub settings: Settings,
+    /// Opens secrets for use, refreshing OAuth access tokens single-flight.
+    pub keeper: TokenKeeper,
 }
 
 /// What is being listed, from the path after `/connections/{id}/`.
@@ -104,11 +107,7 @@ impl BrowseHandler {
         }
         let url = connection.url.clone();
         let origin = url.origin();
-        let secret = self
-            .sealer
-            .open(&sealed, SealContext { owner: &owner, connection: &id, origin: &origin })
-            .await
-            .map_err(seal_failure)?;
+        let secret = self.keeper.usable(&owner, &connection, sealed).await?.secret;
         let source = Source {
             http: &self.http,
             url,

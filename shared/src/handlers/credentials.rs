@@ -18,8 +18,11 @@ use serde_json::{Value, json};
 use super::report_token::{self, Subject};
 use super::seal_failure;
 use crate::config::Settings;
+use crate::credential::CredentialType;
 use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status, now};
 use crate::domain::{DEFAULT_CLOUD_URL, Flavor, ServerUrl};
+use crate::oauth::tokens::TokenSet;
+use crate::oauth::{TokenKeeper, Usable};
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealed, Sealer};
 use crate::secret::Secret;
@@ -92,6 +95,15 @@ pub struct CredentialsHandler {
     pub store: Arc<dyn ConnectionStore>,
     pub sealer: Arc<dyn Sealer>,
     pub settings: Settings,
+    /// Opens secrets for use, refreshing OAuth access tokens single-flight.
+    pub keeper: TokenKeeper,
+}
+
+impl CredentialsHandler {
+    pub fn new(store: Arc<dyn ConnectionStore>, sealer: Arc<dyn Sealer>, settings: Settings) -> Result<Self, String> {
+        let keeper = TokenKeeper::new(store.clone(), sealer.clone(), &settings)?;
+        Ok(Self { store, sealer, settings, keeper })
+    }
 }
 
 /// A refusal the worker can act on.
@@ -185,9 +197,11 @@ impl CredentialsHandler {
             }
             Status::Verified | Status::Expiring => {}
         }
-        let (url, secret) = match self.open(&owner, &id, &connection, &sealed).await {
-            Ok(opened) => opened,
-            Err(refused) => return refused,
+        let url = connection.url.clone();
+        // An OAuth connection's access token, fresh for a few minutes at least.
+        let Usable { secret, expires_at: token_expiry } = match self.keeper.usable(&owner, &connection, sealed).await {
+            Ok(usable) => usable,
+            Err(error) => return from_api(&error),
         };
         let mut answer = match purpose {
             Purpose::Git => git_credentials(&connection, &url, &secret),
@@ -201,9 +215,13 @@ impl CredentialsHandler {
                 "authorization": authorization(&connection, &secret),
             }),
         };
+        let token_expiry = token_expiry.and_then(|at| time::OffsetDateTime::from_unix_timestamp(at).ok());
+        if let Some(at) = token_expiry {
+            answer["expires_at"] = json!(at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default());
+        }
         // Reports on these credentials are taken for an hour, or until the token itself expires.
         let hour = now() + report_token::LIFETIME;
-        let expires_at = connection.expires_at.map_or(hour, |token_expiry| token_expiry.min(hour));
+        let expires_at = connection.expires_at.or(token_expiry).map_or(hour, |token_expiry| token_expiry.min(hour));
         let subject = Subject { owner: &owner, connection: &id, version: connection.version };
         answer["report_token"] = json!(report_token::issue(&secret, &subject, expires_at));
         answer["report_token_expires_at"] =
@@ -265,6 +283,13 @@ impl CredentialsHandler {
             Err(error) => return from_api(&error.into_api("", limit)),
         };
         let secret = match self.open(&owner, &id, &previous, &sealed).await {
+            // Reports are tokened on what the get handed out: for OAuth, the access token.
+            Ok((_, secret)) if previous.credential_type == CredentialType::Oauth => {
+                match TokenSet::from_secret(&secret) {
+                    Some(tokens) => tokens.access,
+                    None => return from_api(&ApiError::SecretUnreadable),
+                }
+            }
             Ok((_, secret)) => secret,
             Err(refused) => return refused,
         };

@@ -7,10 +7,12 @@ use lambda_http::{Body, Request, Response};
 
 use super::{admit_verification, audit, connection_response, method_not_allowed, respond, seal_failure};
 use crate::config::Settings;
+use crate::credential::CredentialType;
 use crate::domain::ServerUrl;
 use crate::domain::{Account, Connection, ConnectionId, Owner, now};
 use crate::http::{connection_id, if_match, is_verify_action, json_body, principal, request_id};
 use crate::input::{PatchRequest, parse_patch};
+use crate::oauth::TokenKeeper;
 use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealed, Sealer};
 use crate::secret::Secret;
@@ -22,6 +24,8 @@ pub struct EditHandler {
     pub sealer: Arc<dyn Sealer>,
     pub verifier: Verifier,
     pub settings: Settings,
+    /// Opens secrets for use, refreshing OAuth access tokens single-flight.
+    pub keeper: TokenKeeper,
 }
 
 impl EditHandler {
@@ -85,6 +89,9 @@ impl EditHandler {
             next.expires_at = expires_at;
         }
         let mut new_sealed = None;
+        if patch.changes_credentials() && previous.credential_type == CredentialType::Oauth {
+            return Err(ApiError::OauthReconnectRequired);
+        }
         if patch.changes_credentials() {
             // Rule zero: a stored secret only ever goes back to the origin it was verified with.
             if patch.password.is_none()
@@ -167,7 +174,16 @@ impl EditHandler {
         let id = connection_id(request)?;
         let (previous, sealed) = self.load(&owner, &id).await?;
         admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
-        let secret = self.open(&owner, &id, &sealed, &previous.url).await?;
+        let secret = match self.keeper.usable(&owner, &previous, sealed).await {
+            Ok(usable) => usable.secret,
+            // The keeper recorded the revocation as the connection's status: show it.
+            Err(ApiError::OauthRevoked) => {
+                let (revoked, _) = self.load(&owner, &id).await?;
+                audit("verify", &owner, &revoked.id, "invalid", request_id);
+                return Ok(connection_response(StatusCode::OK, &revoked, None));
+            }
+            Err(error) => return Err(error),
+        };
         let claim = Claim {
             url: &previous.url,
             username: previous.username.as_ref(),

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod delete;
 pub mod edit;
 pub mod list;
+pub mod oauth;
 pub mod recheck;
 mod report_token;
 pub mod web;
@@ -78,14 +79,7 @@ fn connection_response(
 }
 
 fn seal_failure(error: SealError) -> ApiError {
-    tracing::error!(error = %error, "sealing failed");
-    match error {
-        SealError::Unavailable(_) => ApiError::ServiceUnavailable {
-            detail: "The encryption service is unavailable. Try again shortly; nothing was changed.",
-        },
-        // Retrying will not help: only a new secret repairs the connection.
-        SealError::Rejected => ApiError::SecretUnreadable,
-    }
+    error.into_api()
 }
 
 /// Counts one check against Bitbucket for the owner; refused past the per-minute

@@ -60,6 +60,19 @@ pub enum SealError {
     Unavailable(String),
 }
 
+impl SealError {
+    /// What the user hears: try again, or only a new secret repairs the connection.
+    pub fn into_api(self) -> crate::problem::ApiError {
+        tracing::error!(error = %self, "sealing failed");
+        match self {
+            Self::Unavailable(_) => crate::problem::ApiError::ServiceUnavailable {
+                detail: "The encryption service is unavailable. Try again shortly; nothing was changed.",
+            },
+            Self::Rejected => crate::problem::ApiError::SecretUnreadable,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Sealer: Send + Sync {
     async fn seal(&self, secret: &Secret, context: SealContext<'_>) -> Result<Sealed, SealError>;

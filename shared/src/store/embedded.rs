@@ -44,6 +44,20 @@ CREATE TABLE IF NOT EXISTS slots (
     slot  INTEGER NOT NULL,
     at    INTEGER NOT NULL,
     PRIMARY KEY (owner, name, slot)
+);
+CREATE TABLE IF NOT EXISTS oauth_flows (
+    owner      TEXT    NOT NULL,
+    state_key  TEXT    NOT NULL,
+    flow       TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, state_key)
+);
+CREATE TABLE IF NOT EXISTS token_leases (
+    owner    TEXT    NOT NULL,
+    id       TEXT    NOT NULL,
+    lease    TEXT    NOT NULL,
+    until_ms INTEGER NOT NULL,
+    PRIMARY KEY (owner, id)
 );";
 
 #[derive(Clone)]

@@ -1,5 +1,6 @@
 //! Storage: one module an aggregate, each a port (a trait) with its DynamoDB and
-//! SQLite adapters side by side: `connections`, `idempotency`, `schedule`, and
+//! SQLite adapters side by side: `connections`, `idempotency`, `schedule`, `oauth_flows` (round trips in flight),
+//! `token_leases` (single-flight OAuth refresh), and
 //! `documents` (small per-owner documents changed by conditional writes) and `slots`
 //! (per-owner numbered slots claimed one at a time), which `browse_budget` and
 //! `rate_limit` keep their state in. `dynamo` and `embedded` hold what an adapter's aggregates share (the
@@ -14,9 +15,11 @@ mod dynamo;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod idempotency;
+mod oauth_flows;
 mod rate_limit;
 mod schedule;
 mod slots;
+mod token_leases;
 
 pub use browse_budget::{Admission, BrowseBudget, BrowseRules, CallOutcome};
 pub use connections::{Connections, Expected, Page};
@@ -25,9 +28,11 @@ pub use dynamo::{DUE_INDEX, DynamoStore, PARTITION_KEY, SORT_KEY};
 #[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 pub use idempotency::{Idempotency, IdempotencyRecord};
+pub use oauth_flows::{FLOW_SECONDS, Flow, OauthFlows};
 pub use rate_limit::{RateLimits, WINDOW_SECONDS};
 pub use schedule::{Announced, Due, DueAt, DuePage, Schedule};
 pub use slots::{Claims, Slots};
+pub use token_leases::TokenLeases;
 
 use crate::problem::ApiError;
 
@@ -76,6 +81,12 @@ impl StoreError {
 }
 
 /// Every aggregate: what a function's handler holds (`Arc<dyn ConnectionStore>`).
-pub trait ConnectionStore: Connections + Idempotency + RateLimits + BrowseBudget + Schedule {}
+pub trait ConnectionStore:
+    Connections + Idempotency + RateLimits + BrowseBudget + Schedule + OauthFlows + TokenLeases
+{
+}
 
-impl<T: Connections + Idempotency + RateLimits + BrowseBudget + Schedule + ?Sized> ConnectionStore for T {}
+impl<T> ConnectionStore for T where
+    T: Connections + Idempotency + RateLimits + BrowseBudget + Schedule + OauthFlows + TokenLeases + ?Sized
+{
+}

@@ -124,8 +124,25 @@ impl BitbucketHttp {
 
     pub async fn get(&self, url: Url, auth: Auth<'_>) -> Result<Reply, ApiError> {
         self.check_url(&url)?;
+        let request = self.client.get(url.clone()).header("accept", "application/json");
+        self.send(&url, request, auth).await
+    }
+
+    /// A form-encoded POST (OAuth token endpoints), with the same guards as `get`.
+    pub async fn post_form(&self, url: Url, auth: Auth<'_>, form: &[(&str, &str)]) -> Result<Reply, ApiError> {
+        self.check_url(&url)?;
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let request = self
+            .client
+            .post(url.clone())
+            .header("accept", "application/json")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(&url, request, auth).await
+    }
+
+    async fn send(&self, url: &Url, request: reqwest::RequestBuilder, auth: Auth<'_>) -> Result<Reply, ApiError> {
         let host = url.host_str().unwrap_or_default().to_owned();
-        let request = self.client.get(url).header("accept", "application/json");
         let request = match auth {
             Auth::None => request,
             Auth::Basic(user, secret) => request.basic_auth(user, Some(secret.expose())),

@@ -4,6 +4,7 @@ pub mod client;
 mod cloud;
 mod data_center;
 pub mod net;
+mod oauth;
 
 use std::time::Duration;
 
@@ -58,6 +59,9 @@ impl Verifier {
     pub fn check(&self, claim: &Claim<'_>) -> Result<CredentialType, ApiError> {
         self.http.check_url(claim.url.url())?;
         let cloud = claim.url.flavor() == Flavor::Cloud;
+        if claim.credential_type == Some(CredentialType::Oauth) {
+            return Ok(CredentialType::Oauth);
+        }
         let kind =
             claim.credential_type.unwrap_or_else(|| CredentialType::infer(cloud, claim.username, claim.resource));
         let field = |name: &str, detail: &str| ApiError::ValidationFailed {
@@ -102,8 +106,20 @@ impl Verifier {
     /// One deadline for the whole check, however many calls it takes, so a
     /// slow server holds an invocation for a bounded time.
     pub async fn verify(&self, claim: &Claim<'_>) -> Result<Verification, ApiError> {
+        self.verify_granted(claim, None).await
+    }
+
+    /// `verify`, with the scopes an OAuth token answer granted (it knows them best).
+    pub async fn verify_granted(
+        &self,
+        claim: &Claim<'_>,
+        granted: Option<&[String]>,
+    ) -> Result<Verification, ApiError> {
         let kind = self.check(claim)?;
         let check = async {
+            if kind == CredentialType::Oauth {
+                return oauth::verify(&self.http, claim, granted).await;
+            }
             match claim.url.flavor() {
                 Flavor::Cloud => cloud::verify(&self.http, claim, kind).await,
                 Flavor::DataCenter => data_center::verify(&self.http, claim, kind).await,
@@ -128,6 +144,7 @@ pub fn is_verdict(error: &ApiError) -> bool {
             | ApiError::BitbucketRedirected { .. }
             | ApiError::UrlNotAllowed { .. }
             | ApiError::AccountMismatch { .. }
+            | ApiError::OauthRevoked
     )
 }
 

@@ -8,6 +8,7 @@ use connections::handlers::web::WebConfig;
 use connections::handlers::{
     AddHandler, BrowseHandler, CredentialsHandler, DeleteHandler, EditHandler, ListHandler, RecheckHandler, WebHandler,
 };
+use connections::oauth::TokenKeeper;
 use connections::runtime;
 use connections::serve::handle_event;
 use connections::verify::Verifier;
@@ -45,19 +46,18 @@ impl Functions {
         let events = runtime::events(&config).await;
         let settings = config.settings;
         let verifier = Verifier::new(&settings.bitbucket).map_err(|e| e.to_string())?;
+        // One per handler, as each function process has its own.
+        let keeper = || TokenKeeper::new(store.clone(), sealer.clone(), &settings);
+        let keeper = || keeper().map_err(|e| e.to_string());
         Ok(Self {
-            add: AddHandler {
-                store: store.clone(),
-                sealer: sealer.clone(),
-                verifier: verifier.clone(),
-                settings: settings.clone(),
-            },
+            add: AddHandler::new(store.clone(), sealer.clone(), verifier.clone(), settings.clone()),
             list: ListHandler { store: store.clone(), settings: settings.clone() },
             edit: EditHandler {
                 store: store.clone(),
                 sealer: sealer.clone(),
                 verifier: verifier.clone(),
                 settings: settings.clone(),
+                keeper: keeper()?,
             },
             delete: DeleteHandler { store: store.clone(), settings: settings.clone() },
             browse: BrowseHandler {
@@ -65,10 +65,12 @@ impl Functions {
                 sealer: sealer.clone(),
                 http: BitbucketHttp::new(&settings.bitbucket).map_err(|e| e.to_string())?,
                 settings: settings.clone(),
+                keeper: keeper()?,
             },
             web: WebHandler::new(web),
-            credentials: CredentialsHandler { store: store.clone(), sealer: sealer.clone(), settings },
+            credentials: CredentialsHandler::new(store.clone(), sealer.clone(), settings.clone())?,
             recheck: RecheckHandler {
+                keeper: keeper()?,
                 store,
                 sealer,
                 verifier,

@@ -33,10 +33,11 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::RecheckSettings;
-use crate::domain::{Connection, ConnectionId, Status};
+use crate::domain::{Connection, Status};
 use crate::events::{Event, Events, StatusChanged, Unused};
+use crate::oauth::TokenKeeper;
 use crate::problem::ApiError;
-use crate::seal::{SealContext, SealError, Sealer};
+use crate::seal::Sealer;
 use crate::store::{Announced, ConnectionStore, Due, DueAt, StoreError};
 use crate::verify::{Claim, Verification, Verifier};
 
@@ -49,6 +50,9 @@ pub struct RecheckHandler {
     /// Hosts left alone until then: they asked to slow down or timed out. Kept for
     /// the process's life, so a warm worker remembers across its batches.
     pub circuits: Circuits,
+    /// Opens secrets for use, refreshing OAuth access tokens single-flight: a daily
+    /// check keeps an idle OAuth connection's refresh token alive.
+    pub keeper: TokenKeeper,
 }
 
 /// Server origin → until when it is left alone.
@@ -242,13 +246,11 @@ impl RecheckHandler {
         if self.circuits.lock().map(|c| c.get(&host).is_some_and(|until| *until > Instant::now())).unwrap_or(false) {
             return Err(Check::RateLimited);
         }
-        let id = ConnectionId::parse(&connection.id).ok_or(Check::Unusable)?;
-        let origin = url.origin();
-        let context = SealContext { owner: &due.owner, connection: &id, origin: &origin };
-        let secret = match self.sealer.open(&due.sealed, context).await {
-            Ok(secret) => secret,
-            Err(SealError::Rejected) => return Err(Check::Verdict(ApiError::SecretUnreadable)),
-            Err(SealError::Unavailable(_)) => return Err(Check::Transient),
+        let secret = match self.keeper.usable(&due.owner, connection, due.sealed.clone()).await {
+            Ok(usable) => usable.secret,
+            Err(error @ (ApiError::SecretUnreadable | ApiError::OauthRevoked)) => return Err(Check::Verdict(error)),
+            Err(ApiError::NotFound) => return Err(Check::Unusable),
+            Err(_) => return Err(Check::Transient),
         };
         let claim = Claim {
             url,
@@ -344,6 +346,7 @@ fn about_the_credentials(error: &ApiError) -> bool {
             | ApiError::AccountMismatch { .. }
             | ApiError::SecretUnreadable
             | ApiError::UsernameIsEmail
+            | ApiError::OauthRevoked
     )
 }
 
