@@ -31,7 +31,7 @@ fn the_local_server_routes_as_the_template_does() {
             }
         }
     }
-    assert_eq!(routes.len(), 11, "the template's HTTP routes: {routes:?}");
+    assert_eq!(routes.len(), 13, "the template's HTTP routes: {routes:?}");
     assert_eq!(routes, table());
 }
 

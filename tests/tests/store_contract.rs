@@ -12,7 +12,7 @@ use connections::domain::{
 };
 use connections::seal::Sealed;
 use connections::store::{
-    Admission, Announced, BrowseRules, CallOutcome, ConnectionStore, DueAt, DynamoStore, EmbeddedStore, Expected,
+    Admission, Announced, BrowseRules, CallOutcome, ConnectionStore, DueAt, DynamoStore, EmbeddedStore, Expected, Flow,
     StoreError,
 };
 use connections::verify::Verification;
@@ -290,6 +290,54 @@ async fn a_burst_is_admitted_up_to_the_limit_at_once(store: Store) {
     assert_eq!(answers, expected);
 }
 
+/// A started "Connect with Bitbucket" flow is taken once, by its own user, before it expires.
+async fn oauth_flows_are_taken_once_by_their_own_user_in_time(store: Store) {
+    let (alice, mallory) = (owner("alice"), owner("mallory"));
+    let flow = Flow {
+        server: "https://api.bitbucket.org/2.0".into(),
+        verifier: connections::secret::Secret::new("v".repeat(43)),
+        name: "Bitbucket".into(),
+        reconnect: None,
+        expires_at: 1_000,
+    };
+    store.begin_flow(&alice, "state-a", &flow).await.unwrap();
+    store.begin_flow(&alice, "state-late", &flow).await.unwrap();
+    assert_eq!(store.take_flow(&mallory, "state-a", 500).await, Ok(None), "another user finds nothing");
+    assert_eq!(store.take_flow(&alice, "state-a", 500).await, Ok(Some(flow.clone())));
+    assert_eq!(store.take_flow(&alice, "state-a", 500).await, Ok(None), "taken once");
+    assert_eq!(store.take_flow(&alice, "state-late", 1_000).await, Ok(None), "expired");
+}
+
+/// One refresher at a time; its write lands only while it holds the lease and the
+/// tokens are still the ones it refreshed from; a user's edit never conflicts with it.
+async fn token_leases_make_refresh_single_flight(store: Store) {
+    let alice = owner("alice");
+    let work = connection("work");
+    store.create(&alice, &work, &sealed(1), 100, None).await.unwrap();
+    let id = ConnectionId::parse(&work.id).unwrap();
+    assert!(store.take_token_lease(&alice, &id, &sealed(1), "a", 1_000, 21_000).await.unwrap());
+    assert!(!store.take_token_lease(&alice, &id, &sealed(1), "b", 2_000, 22_000).await.unwrap(), "a is live");
+    assert!(
+        !store.take_token_lease(&alice, &id, &sealed(9), "b", 30_000, 50_000).await.unwrap(),
+        "not the tokens read"
+    );
+    assert!(!store.store_tokens(&alice, &id, "b", &sealed(1), &sealed(2)).await.unwrap(), "b holds nothing");
+    // A rename meanwhile changes the version, not the tokens.
+    let mut renamed = work.clone();
+    renamed.name = "renamed".into();
+    renamed.version += 1;
+    store.update(&alice, &work, &renamed, None).await.unwrap();
+    assert!(store.store_tokens(&alice, &id, "a", &sealed(1), &sealed(2)).await.unwrap());
+    let (after, tokens) = store.get_sealed(&alice, &id).await.unwrap().unwrap();
+    assert_eq!((after.name.as_str(), after.version, tokens), ("renamed", renamed.version, sealed(2)));
+    assert!(!store.store_tokens(&alice, &id, "a", &sealed(1), &sealed(3)).await.unwrap(), "the lease ended");
+    // An expired lease is taken over; a released one at once.
+    assert!(store.take_token_lease(&alice, &id, &sealed(2), "c", 40_000, 60_000).await.unwrap());
+    store.release_token_lease(&alice, &id, "c").await.unwrap();
+    assert!(store.take_token_lease(&alice, &id, &sealed(2), "d", 41_000, 61_000).await.unwrap());
+    assert!(store.take_token_lease(&alice, &id, &sealed(2), "e", 61_001, 81_000).await.unwrap(), "d expired");
+}
+
 async fn a_connection_without_account_or_expiry_round_trips(store: Store) {
     let alice = owner("alice");
     let mut c = connection("token");
@@ -413,6 +461,16 @@ macro_rules! contract {
             async fn a_burst_is_admitted_up_to_the_limit_at_once() {
                 let (store, _dir) = super::$adapter().await;
                 super::a_burst_is_admitted_up_to_the_limit_at_once(store).await;
+            }
+            #[tokio::test]
+            async fn oauth_flows_are_taken_once_by_their_own_user_in_time() {
+                let (store, _dir) = super::$adapter().await;
+                super::oauth_flows_are_taken_once_by_their_own_user_in_time(store).await;
+            }
+            #[tokio::test]
+            async fn token_leases_make_refresh_single_flight() {
+                let (store, _dir) = super::$adapter().await;
+                super::token_leases_make_refresh_single_flight(store).await;
             }
             #[tokio::test]
             async fn a_connection_without_account_or_expiry_round_trips() {
