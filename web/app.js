@@ -35,7 +35,7 @@ function when(text, format = dateTime) {
 }
 
 const state = {
-  config: { api_base: '', oidc: null },
+  config: { api_base: '', oidc: null, bitbucket_oauth: [] },
   connections: [],
   /** Whether `connections` is what the server last listed (not merely empty because never loaded). */
   listLoaded: false,
@@ -153,7 +153,14 @@ function renderDetail() {
   $('detail-badge').replaceChildren(badge(c.status));
   document.title = `${c.name} · Personal connections`;
   const parts = [];
-  if (c.status === 'invalid') {
+  if (c.status === 'invalid' && c.credential_type === 'oauth') {
+    const reconnect = h('button', { type: 'button', id: 'reconnect', class: 'primary' }, 'Reconnect with Bitbucket');
+    reconnect.addEventListener('click', () => connectWithBitbucket(c.url, c.id));
+    parts.push(h('div', { class: 'problem' },
+      h('p', {}, c.status_detail || 'Bitbucket no longer accepts this connection.'),
+      h('p', {}, 'Reconnect to approve access on Bitbucket again; the connection keeps its name and id.'),
+      reconnect));
+  } else if (c.status === 'invalid') {
     parts.push(h('div', { class: 'problem' },
       h('p', {}, c.status_detail || 'Bitbucket refused these credentials the last time they were checked.'),
       h('p', {}, 'Edit the connection to enter a new token, then save.')));
@@ -574,6 +581,76 @@ function unauthenticated() {
   }
 }
 
+// ---------------------------------------------------------------- Connect with Bitbucket (OAuth)
+// The service keeps the flow's state and PKCE verifier; the page remembers only the
+// state (sessionStorage, until Bitbucket sends the browser back), to tell Bitbucket's
+// return from the sign-in service's, and what Bitbucket sent until the page can call
+// the API with its token. Both are gone once the callback is handed over.
+
+const OAUTH_PENDING = 'bitbucket-oauth-pending';
+const OAUTH_RETURN = 'bitbucket-oauth-return';
+
+function renderConnectButtons() {
+  const buttons = (state.config.bitbucket_oauth || []).map((server) => {
+    const button = h('button', { type: 'button', 'data-url': server.url }, `Connect with ${server.label}`);
+    button.addEventListener('click', () => connectWithBitbucket(server.url));
+    return button;
+  });
+  $('oauth-connect').replaceChildren(...buttons);
+}
+
+async function connectWithBitbucket(url, connectionId) {
+  hidePageProblem();
+  try {
+    const body = connectionId ? { url, connection_id: connectionId } : { url };
+    const { data } = await call('POST', '/oauth/flows', { body });
+    const target = new URL(data.authorize_url);
+    sessionStorage.setItem(OAUTH_PENDING, target.searchParams.get('state') || '');
+    announce('Taking you to Bitbucket to approve access…');
+    location.assign(target.toString());
+  } catch (problem) {
+    if (problem.status !== 401) showPageProblem(problem);
+  }
+}
+
+/** Back from Bitbucket (`?state=` of the flow this page started): keep what it sent. */
+function takeBitbucketReturn() {
+  const params = new URLSearchParams(location.search);
+  const pending = sessionStorage.getItem(OAUTH_PENDING);
+  if (!pending || params.get('state') !== pending) return;
+  sessionStorage.removeItem(OAUTH_PENDING);
+  const sent = {};
+  for (const key of ['state', 'code', 'error', 'error_description']) {
+    if (params.has(key)) sent[key] = params.get(key);
+  }
+  sessionStorage.setItem(OAUTH_RETURN, JSON.stringify(sent));
+  history.replaceState(null, '', `${location.pathname}${location.hash}`);
+}
+
+/** Hands Bitbucket's answer to the service: `{ id }` of the connection, `{ failed }`
+ *  (the problem is shown), or null when the page did not come back from Bitbucket. */
+async function finishBitbucketReturn() {
+  const saved = sessionStorage.getItem(OAUTH_RETURN);
+  if (!saved) return null;
+  sessionStorage.removeItem(OAUTH_RETURN);
+  let body;
+  try {
+    body = JSON.parse(saved);
+  } catch {
+    return null;
+  }
+  announce('Finishing the connection with Bitbucket…');
+  try {
+    const { data, status } = await call('POST', '/oauth/callbacks', { body });
+    announce(status === 201 ? `Connected “${data.name}” with Bitbucket.` : `Reconnected “${data.name}” with Bitbucket.`);
+    return { id: data.id };
+  } catch (problem) {
+    $('status').textContent = '';
+    if (problem.status !== 401) showPageProblem(problem);
+    return { failed: true };
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 function wire() {
@@ -607,6 +684,7 @@ function wire() {
 
 async function start() {
   wire();
+  takeBitbucketReturn();
   try {
     const response = await fetch('/config.json', { cache: 'no-cache', credentials: 'omit' });
     if (response.ok) state.config = await response.json();
@@ -626,6 +704,19 @@ async function start() {
       return;
     }
     state.freshToken = true;
+  }
+  renderConnectButtons();
+  const returned = await finishBitbucketReturn();
+  if (returned && returned.id) {
+    history.replaceState(null, '', `#/connections/${returned.id}`);
+    await showDetail(returned.id, true);
+    return;
+  }
+  if (returned && returned.failed) {
+    // The problem stays on the list, which says what to do next.
+    history.replaceState(null, '', '#/');
+    await showList(true);
+    return;
   }
   await route();
 }

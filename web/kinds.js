@@ -12,6 +12,7 @@ export const KIND_LABELS = {
   http_access_token: 'Data Center personal HTTP access token',
   project_http_access_token: 'Data Center project HTTP access token',
   repository_http_access_token: 'Data Center repository HTTP access token',
+  oauth: 'Connect with Bitbucket (OAuth)',
 };
 
 export const PROVIDER_LABELS = { bitbucket_cloud: 'Cloud', bitbucket_data_center: 'Data Center' };

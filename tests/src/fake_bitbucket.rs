@@ -95,6 +95,22 @@ impl FakeBitbucket {
             .route("/dc/rest/oauth2/latest/token", axum::routing::post(oauth::token_data_center))
             // Test-only: revokes the secret in the body, for tests that run outside this process (a browser).
             .route("/__revoke", axum::routing::post(revoke_by_request))
+            // Test-only: the user revokes the app (every token dies), for a browser's test.
+            .route(
+                "/__oauth/revoke-all",
+                axum::routing::post(|State(shared): State<Shared>| async move {
+                    shared.oauth.lock().unwrap().revoke_all();
+                    StatusCode::NO_CONTENT
+                }),
+            )
+            // Test-only: the next authorization is denied, for a browser's test.
+            .route(
+                "/__oauth/deny-next",
+                axum::routing::post(|State(shared): State<Shared>| async move {
+                    shared.oauth.lock().unwrap().deny_next = true;
+                    StatusCode::NO_CONTENT
+                }),
+            )
             .route(
                 "/html/2.0/user",
                 get(|| async { ([("content-type", "text/html")], "<html><body>Log in</body></html>") }),

@@ -90,9 +90,11 @@ pub fn build_local_server() {
 /// Starts `connections-local` (built by `build_local_server`) on a free loopback port
 /// with the embedded store in `data_dir`, Bitbucket allowed on loopback over plain
 /// HTTP (the fake), and `extra` environment variables.
+/// `extra` may name the `PORT` (when another setting must know the address first).
 pub fn start_local_with(data_dir: &Path, extra: &[(&str, &str)]) -> Running {
     use std::os::unix::process::CommandExt;
-    let port = free_port();
+    let port =
+        extra.iter().find(|(key, _)| *key == "PORT").and_then(|(_, port)| port.parse().ok()).unwrap_or_else(free_port);
     let (log_path, log) = log_file("local", port);
     let binary = repository_root().join("target/debug/connections-local");
     let child = Command::new(&binary)

@@ -145,7 +145,7 @@ fn code_of(answer: &serde_json::Value) -> String {
 async fn a_query_no_uri_may_carry_is_a_400_problem_on_every_route() {
     let dir = tempfile::tempdir().unwrap();
     let api: &'static Api = Box::leak(Box::new(Api::embedded(dir.path(), test_settings())));
-    let web: &'static WebHandler = Box::leak(Box::new(WebHandler::new(&WebConfig { oidc: None })));
+    let web: &'static WebHandler = Box::leak(Box::new(WebHandler::new(&WebConfig::default())));
     let bad = "q=\"<script>\" and more";
     let example = |function: &str| events(function).remove(0).1;
     let mut unguarded: serde_json::Value = serde_json::from_str(&example("list")).unwrap();

@@ -50,9 +50,24 @@ async fn run_suite() -> Result<(), String> {
         signed_in_data.path(),
         &[("OIDC_ISSUER", issuer.as_str()), ("OIDC_CLIENT_ID", "settings-page-test")],
     );
+    // "Connect with Bitbucket" against the fake's authorization server; Bitbucket sends
+    // the browser back to this server's page.
+    let oauth_port = free_port().to_string();
+    let oauth_data = tempfile::tempdir().unwrap();
+    let callback = format!("http://127.0.0.1:{oauth_port}/");
+    let clients = fake.oauth_clients_json();
+    let oauth = start_local_with(
+        oauth_data.path(),
+        &[
+            ("PORT", oauth_port.as_str()),
+            ("OAUTH_CLIENTS", clients.as_str()),
+            ("OAUTH_CALLBACK_URL", callback.as_str()),
+        ],
+    );
     let client = client();
     wait_until_listening(&client, &format!("{}/", local.base)).await;
     wait_until_listening(&client, &format!("{}/", signed_in.base)).await;
+    wait_until_listening(&client, &format!("{}/", oauth.base)).await;
 
     // The fake's secrets, so the script uses exactly what the fake knows.
     let secrets = json!({
@@ -70,6 +85,8 @@ async fn run_suite() -> Result<(), String> {
         signed_in.base.clone(),
         "--oidc-issuer-port".to_owned(),
         issuer_port.to_string(),
+        "--oauth-base".to_owned(),
+        oauth.base.clone(),
     ];
     // The fake Bitbucket runs on this runtime: wait for the browser on another thread.
     let (status, printed) = tokio::task::spawn_blocking(move || {
@@ -99,10 +116,11 @@ async fn run_suite() -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "screenshots in target/web-screenshots/\n{}\n\nlocal server: {}\n\nlocal server with sign-in: {}",
+        "screenshots in target/web-screenshots/\n{}\n\nlocal server: {}\n\nlocal server with sign-in: {}\n\nlocal server with OAuth: {}",
         failures(&printed),
         local.log_tail(40),
-        signed_in.log_tail(40)
+        signed_in.log_tail(40),
+        oauth.log_tail(40)
     ))
 }
 

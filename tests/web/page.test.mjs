@@ -28,6 +28,7 @@ const option = (name) => {
   return at >= 0 ? rest[at + 1] : undefined;
 };
 const oidcBase = option('--oidc-base');
+const oauthBase = option('--oauth-base');
 const issuerPort = Number(option('--oidc-issuer-port') || 0);
 const fake = JSON.parse(process.env.FAKE_BITBUCKET || '{}');
 for (const key of ['email', 'api_token', 'write_only', 'four_scopes', 'closed_port']) {
@@ -591,6 +592,67 @@ scenario('deployed sign-in: authorization code with PKCE (S256), token in memory
   } finally {
     server.close();
   }
+});
+
+scenario('Connect with Bitbucket with the keyboard only: approve, back on the new connection; a denial says what to do', async () => {
+  assert.ok(oauthBase, 'web_page.rs passes --oauth-base');
+  const fakeOrigin = new URL(fakeCloud).origin;
+  const page = await newPage('olivia', { origin: oauthBase });
+  await openList(page, oauthBase);
+  const connect = page.locator('#oauth-connect button');
+  assert.deepEqual(await connect.allInnerTexts(), ['Connect with Bitbucket Cloud', 'Connect with 127.0.0.1'], 'one button a registered server');
+  await runAxe(page, 'oauth-offered');
+  // From "Add connection", one Tab reaches Connect; Enter goes to Bitbucket and back.
+  await page.locator('#add').focus();
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Connect with Bitbucket Cloud');
+  await page.keyboard.press('Enter');
+  await until(page, 'back from Bitbucket on the new connection', () => !document.getElementById('detail-view').hidden
+    && document.getElementById('detail-title').textContent.startsWith('Bitbucket Cloud'));
+  assert.equal(await text(page, '#detail-title'), 'Bitbucket Cloud (jdoe)', 'named after the server and the account');
+  assert.equal(await activeId(page), 'detail-title', 'focus lands on the new connection');
+  assert.match(await text(page, '#status'), /Connected “Bitbucket Cloud \(jdoe\)” with Bitbucket\./);
+  assert.match(await text(page, '#detail-body'), /Connect with Bitbucket \(OAuth\)/);
+  assert.equal(new URL(page.url()).search, '', 'the code and state are gone from the address');
+  const stored = await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length }));
+  assert.deepEqual(stored, { local: 0, session: 0 }, 'nothing of the round trip stays in storage');
+  const callback = requests.find((r) => r.method === 'POST' && r.url === `${oauthBase}/oauth/callbacks`);
+  assert.ok(callback && /"code":/.test(callback.body) && /"state":/.test(callback.body), 'the page handed over code and state');
+  await runAxe(page, 'oauth-connected');
+  await shot(page, 'oauth-connected');
+
+  // Revoked on Bitbucket: re-verify says so, and Reconnect runs the round trip again,
+  // keeping the connection's id.
+  const id = new URL(page.url()).hash.split('/').pop();
+  assert.equal((await fetch(`${fakeOrigin}/__oauth/revoke-all`, { method: 'POST' })).status, 204);
+  await page.locator('#reverify').focus();
+  await page.keyboard.press('Enter');
+  await until(page, 'the revocation is shown', () => document.getElementById('reconnect') !== null);
+  assert.match(await text(page, '#detail-body'), /no longer accepts this connection's authorization/);
+  await runAxe(page, 'oauth-revoked');
+  await shot(page, 'oauth-revoked');
+  await page.locator('#reconnect').focus();
+  await page.keyboard.press('Enter');
+  await until(page, 'back from Bitbucket, reconnected', () => /Reconnected/.test(document.getElementById('status').textContent)
+    && !document.getElementById('detail-view').hidden);
+  assert.equal(new URL(page.url()).hash, `#/connections/${id}`, 'the same connection');
+  assert.match(await text(page, '#detail-badge'), /Verified/);
+
+  // Denied on Bitbucket: back on the list, with what happened and what to do.
+  const denied = await fetch(`${fakeOrigin}/__oauth/deny-next`, { method: 'POST' });
+  assert.equal(denied.status, 204);
+  await openList(page, oauthBase);
+  await page.locator('#add').focus();
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Enter');
+  await until(page, 'the denial is shown', () => !document.getElementById('page-problem').hidden);
+  assert.match(await text(page, '#page-problem'), /did not grant access on Bitbucket, so nothing was connected/);
+  assert.equal(await activeId(page), 'list-title', 'focus on the list, under the message');
+  assert.equal(await page.locator('#connections li').count(), 1, 'nothing was added');
+  assert.equal(new URL(page.url()).search, '', 'the error is gone from the address');
+  await runAxe(page, 'oauth-denied');
+  await shot(page, 'oauth-denied');
+  await collectViolations(page);
 });
 
 // ---------------------------------------------------------------- run

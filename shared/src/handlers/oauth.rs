@@ -171,13 +171,13 @@ impl OauthHandler {
             audit("reconnect", &owner, &next.id, "updated", request_id);
             return Ok(connection_response(StatusCode::OK, &next, None));
         }
-        let new =
-            NewConnection { id: &id, name: &flow.name, url: &url, username: None, resource: None, expires_at: None };
+        let name = if flow.name.is_empty() { default_name(&url, verified.account.as_ref()) } else { flow.name.clone() };
+        let new = NewConnection { id: &id, name: &name, url: &url, username: None, resource: None, expires_at: None };
         let connection = Connection::verified(new, verified, at);
         match self.store.create(&owner, &connection, &sealed, limit, None).await {
             Ok(()) => {}
-            Err(StoreError::DuplicateName) => return Err(ApiError::DuplicateName { name: flow.name.clone() }),
-            Err(error) => return Err(error.into_api(&flow.name, limit)),
+            Err(StoreError::DuplicateName) => return Err(ApiError::DuplicateName { name }),
+            Err(error) => return Err(error.into_api(&name, limit)),
         }
         audit("create", &owner, &connection.id, "created", request_id);
         let mut response = connection_response(StatusCode::CREATED, &connection, None);
@@ -205,15 +205,12 @@ impl OauthHandler {
         })
     }
 
-    /// The new connection's name: as given, or the server's; on reconnect, the
-    /// connection's own (which must exist, be this user's, and be an OAuth one).
+    /// The new connection's name: as given, or empty for one named after the server and
+    /// account once Bitbucket has said whose it is; on reconnect, the connection's own
+    /// (which must exist, be this user's, and be an OAuth one).
     async fn flow_name(&self, owner: &Owner, input: &OauthStart) -> Result<String, ApiError> {
         let Some(id) = &input.reconnect else {
-            return Ok(match (&input.name, input.url.flavor()) {
-                (Some(name), _) => name.as_str().to_owned(),
-                (None, Flavor::Cloud) => "Bitbucket Cloud".into(),
-                (None, Flavor::DataCenter) => input.url.url().host_str().unwrap_or("Bitbucket").to_owned(),
-            });
+            return Ok(input.name.as_ref().map(|name| name.as_str().to_owned()).unwrap_or_default());
         };
         let limit = self.settings.max_connections_per_owner;
         let existing = self.store.get(owner, id).await.map_err(|e| e.into_api("", limit))?.ok_or(ApiError::NotFound)?;
@@ -231,6 +228,22 @@ impl OauthHandler {
     }
 }
 
+/// "Bitbucket Cloud (jdoe)", "git.corp.example (alice)": one connection per server
+/// and account reads apart from the next without the user typing a name.
+fn default_name(url: &ServerUrl, account: Option<&crate::domain::Account>) -> String {
+    let server = match url.flavor() {
+        Flavor::Cloud => "Bitbucket Cloud",
+        Flavor::DataCenter => url.url().host_str().unwrap_or("Bitbucket"),
+    };
+    let who = account.and_then(|a| a.username.as_deref().or(a.display_name.as_deref()));
+    let name = match who {
+        Some(who) => format!("{server} ({who})"),
+        None => server.to_owned(),
+    };
+    // A valid name by construction of its parts; cut to the limit a name has.
+    crate::domain::ConnectionName::parse(&name).map_or_else(|_| server.to_owned(), |n| n.as_str().to_owned())
+}
+
 fn not_offered() -> ApiError {
     ApiError::OauthNotOffered {
         detail: "Connect with Bitbucket is not set up on this service. Connect with a token instead.".into(),
@@ -238,7 +251,9 @@ fn not_offered() -> ApiError {
 }
 
 fn denied(error: &str, description: Option<&str>) -> ApiError {
-    let said = description.map(|d| format!(" Bitbucket said: {}.", crate::text::quoted(d, 120))).unwrap_or_default();
+    let said = description
+        .map(|d| format!(" Bitbucket said: {}.", crate::text::quoted(d.trim_end_matches('.'), 120)))
+        .unwrap_or_default();
     let detail = if error == "access_denied" {
         format!(
             "You did not grant access on Bitbucket, so nothing was connected. Start again and choose \"Grant access\".{said}"

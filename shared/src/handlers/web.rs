@@ -9,6 +9,8 @@ use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use sha2::{Digest, Sha256};
 
+use crate::domain::{Flavor, ServerUrl};
+
 /// The page's files as the browser asks for them: path, file in `web/`, type, bytes.
 /// `/` is `index.html`.
 const FILES: &[(&str, &str, &str, &str)] = &[
@@ -49,6 +51,9 @@ pub struct Oidc {
 pub struct WebConfig {
     /// `None`: no sign-in (a local run, where the API takes the development identity).
     pub oidc: Option<Oidc>,
+    /// The servers "Connect with Bitbucket" is offered for (`OAUTH_SERVERS`, or the
+    /// servers of `OAUTH_CLIENTS` where that list is given), as stored.
+    pub oauth_servers: Vec<ServerUrl>,
 }
 
 impl WebConfig {
@@ -58,8 +63,9 @@ impl WebConfig {
 
     /// `OIDC_ISSUER` and `OIDC_CLIENT_ID` (both or neither), optional `OIDC_TOKEN_ORIGIN`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let oauth_servers = oauth_servers(&lookup)?;
         let (issuer, client_id) = match (lookup("OIDC_ISSUER"), lookup("OIDC_CLIENT_ID")) {
-            (None, None) => return Ok(Self { oidc: None }),
+            (None, None) => return Ok(Self { oidc: None, oauth_servers }),
             (Some(issuer), Some(client_id)) => (issuer.trim().to_owned(), client_id.trim().to_owned()),
             _ => return Err("OIDC_ISSUER and OIDC_CLIENT_ID go together: set both for sign-in, or neither".into()),
         };
@@ -74,8 +80,26 @@ impl WebConfig {
             }
         }
         let issuer = issuer.trim_end_matches('/').to_owned();
-        Ok(Self { oidc: Some(Oidc { issuer, client_id, connect_origins }) })
+        Ok(Self { oidc: Some(Oidc { issuer, client_id, connect_origins }), oauth_servers })
     }
+}
+
+/// Deployed, the web function never holds the OAuth clients (their secrets): the stack
+/// names the servers. Locally, the one list serves both.
+fn oauth_servers(lookup: &impl Fn(&str) -> Option<String>) -> Result<Vec<ServerUrl>, String> {
+    let listed: Vec<String> = match (lookup("OAUTH_SERVERS"), lookup("OAUTH_CLIENTS")) {
+        (Some(servers), _) => servers.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        (None, Some(clients)) => {
+            crate::oauth::OauthClients::parse(&clients)?.servers().map(|s| s.as_str().to_owned()).collect()
+        }
+        (None, None) => Vec::new(),
+    };
+    listed
+        .iter()
+        .map(|text| {
+            ServerUrl::parse(text).map(|url| url.as_stored()).map_err(|why| format!("OAUTH_SERVERS {text:?}: {why}"))
+        })
+        .collect()
 }
 
 /// The origin (`scheme://host[:port]`) of an https URL; plain http only for loopback (tests).
@@ -145,7 +169,22 @@ impl WebHandler {
             .oidc
             .as_ref()
             .map(|oidc| serde_json::json!({"issuer": oidc.issuer, "client_id": oidc.client_id, "scopes": "openid"}));
-        let body = serde_json::json!({"api_base": "", "oidc": oidc}).to_string();
+        let mut body = serde_json::json!({"api_base": "", "oidc": oidc});
+        if !config.oauth_servers.is_empty() {
+            let servers: Vec<serde_json::Value> = config
+                .oauth_servers
+                .iter()
+                .map(|url| {
+                    let label = match url.flavor() {
+                        Flavor::Cloud => "Bitbucket Cloud".to_owned(),
+                        Flavor::DataCenter => url.url().host_str().unwrap_or("Bitbucket Data Center").to_owned(),
+                    };
+                    serde_json::json!({"url": url.as_str(), "label": label})
+                })
+                .collect();
+            body["bitbucket_oauth"] = serde_json::json!(servers);
+        }
+        let body = body.to_string();
         assets.push(Asset::new(CONFIG_PATH, "application/json", body));
         let connect = config.oidc.iter().flat_map(|o| o.connect_origins.iter()).fold(
             String::from("'self'"),
@@ -338,6 +377,17 @@ mod tests {
         let local = WebHandler::new(&config(&[]).unwrap());
         let body: serde_json::Value = serde_json::from_str(text(&get(&local, "/config.json", None))).unwrap();
         assert_eq!(body, serde_json::json!({"api_base": "", "oidc": null}));
+        let offering =
+            WebHandler::new(&config(&[("OAUTH_SERVERS", "https://bitbucket.org, https://git.corp.example/")]).unwrap());
+        let body: serde_json::Value = serde_json::from_str(text(&get(&offering, "/config.json", None))).unwrap();
+        assert_eq!(
+            body["bitbucket_oauth"],
+            serde_json::json!([
+                {"url": "https://api.bitbucket.org/2.0", "label": "Bitbucket Cloud"},
+                {"url": "https://git.corp.example", "label": "git.corp.example"}
+            ]),
+            "the page offers Connect with Bitbucket for these servers, named for people"
+        );
 
         let deployed = config(&[
             ("OIDC_ISSUER", "https://login.example.com/realms/acme/"),
