@@ -191,7 +191,11 @@ impl Config {
                 usize::try_from(number("BROWSE_SLOTS_PER_OWNER", 4)?.clamp(1, 64)).unwrap_or(4),
                 browse_deadline,
             ),
-            oauth: lookup("OAUTH_CLIENTS").map_or(OauthSource::Off, |json| OauthSource::Inline(Secret::new(json))),
+            oauth: match (lookup("OAUTH_CLIENTS"), lookup("OAUTH_CLIENTS_SECRET_ARN")) {
+                (Some(json), _) => OauthSource::Inline(Secret::new(json)),
+                (None, Some(arn)) => OauthSource::SecretsManager(arn),
+                (None, None) => OauthSource::Off,
+            },
             oauth_callback_url: lookup("OAUTH_CALLBACK_URL"),
         };
         let recheck = RecheckSettings {

@@ -38,6 +38,10 @@ pub async fn kms() -> aws_sdk_kms::Client {
     aws_sdk_kms::Client::new(&sdk_config_at(&endpoint()).await)
 }
 
+pub async fn secretsmanager() -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&sdk_config_at(&endpoint()).await)
+}
+
 /// The table definition of `infra/template.yaml`: what gets deployed is what the tests run on.
 pub struct TableDefinition {
     pub attributes: Vec<(String, String)>,

@@ -6,4 +6,5 @@ pub mod emulator;
 pub mod fake_bitbucket;
 pub mod local;
 pub mod logs;
+pub mod oauth_flow;
 pub mod seed;

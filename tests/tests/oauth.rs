@@ -4,12 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use blackbox::api::{Api, AwsBackend, Call, Reply, test_settings};
+use blackbox::api::{Api, AwsBackend, Call, test_settings};
 use blackbox::fake_bitbucket::oauth::{CLIENT_KEY, CLIENT_SECRET};
 use blackbox::fake_bitbucket::*;
-use connections::domain::{ConnectionId, Owner, ServerUrl};
+use blackbox::oauth_flow::{self, approve, connect, finish, query, start};
 use connections::oauth::tokens::TokenSet;
-use connections::seal::{SealContext, Sealed};
 use connections::secret::Secret;
 use serde_json::{Value, json};
 
@@ -24,42 +23,6 @@ async fn setup() -> (Api, AwsBackend, FakeBitbucket) {
     (api, aws, fake)
 }
 
-/// The page's "Connect with Bitbucket": the authorize URL to send the browser to.
-async fn start(api: &Api, user: &str, body: Value) -> Reply {
-    api.send(Call::post("/oauth/flows").user(user).json(body)).await
-}
-
-/// The browser at Bitbucket: the user grants access; Bitbucket redirects back.
-async fn approve(authorize_url: &str) -> url::Url {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let answer = client.get(authorize_url).send().await.unwrap();
-    assert_eq!(answer.status(), 302, "{}", answer.text().await.unwrap_or_default());
-    url::Url::parse(answer.headers()["location"].to_str().unwrap()).unwrap()
-}
-
-fn query(url: &url::Url, key: &str) -> Option<String> {
-    url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
-}
-
-/// The page back from Bitbucket, still signed in as `user`, hands over what the redirect carried.
-async fn finish(api: &Api, user: &str, redirect: &url::Url) -> Reply {
-    let mut body = serde_json::Map::new();
-    for key in ["state", "code", "error", "error_description"] {
-        if let Some(value) = query(redirect, key) {
-            body.insert(key.into(), json!(value));
-        }
-    }
-    api.send(Call::post("/oauth/callbacks").user(user).json(Value::Object(body))).await
-}
-
-async fn connect(api: &Api, user: &str, url: &str) -> Reply {
-    let started = start(api, user, json!({"url": url})).await;
-    assert_eq!(started.status, 201, "{}", started.text);
-    let redirect = approve(started.json["authorize_url"].as_str().unwrap()).await;
-    finish(api, user, &redirect).await
-}
-
 async fn credentials(api: &Api, user: &str, id: &str, purpose: &str) -> Value {
     api.invoke_credentials(
         json!({"action": "get", "owner": user, "connection_id": id, "purpose": purpose, "caller": "pr-worker"}),
@@ -67,14 +30,12 @@ async fn credentials(api: &Api, user: &str, id: &str, purpose: &str) -> Value {
     .await
 }
 
-/// What custody holds for a connection, opened as only a test may.
-async fn stored_tokens(api: &Api, user: &str, id: &str, url: &str) -> (TokenSet, Sealed) {
-    let (owner, id) = (Owner::parse(user).unwrap(), ConnectionId::parse(id).unwrap());
-    let (_, sealed) = api.store.get_sealed(&owner, &id).await.unwrap().unwrap();
-    let origin = ServerUrl::parse(url).unwrap().origin();
-    let secret =
-        api.sealer.open(&sealed, SealContext { owner: &owner, connection: &id, origin: &origin }).await.unwrap();
-    (TokenSet::from_secret(&secret).unwrap(), sealed)
+async fn stored_tokens(api: &Api, user: &str, id: &str, url: &str) -> (TokenSet, connections::seal::Sealed) {
+    oauth_flow::stored_tokens(api.store.as_ref(), api.sealer.as_ref(), user, id, url).await
+}
+
+async fn expire_stored_access(api: &Api, user: &str, id: &str, url: &str) {
+    oauth_flow::expire_stored_access(api.store.as_ref(), api.sealer.as_ref(), user, id, url).await
 }
 
 #[tokio::test]
@@ -248,19 +209,6 @@ async fn a_hundred_workers_at_an_expired_token_cause_exactly_one_refresh() {
     println!("100 concurrent credential requests over an expired token: 1 refresh call, {elapsed:?} in all");
 }
 
-/// Moves the stored access token's expiry into the past (the fake has expired it
-/// already), by resealing the same tokens: what two hours of waiting would do.
-async fn expire_stored_access(api: &Api, user: &str, id: &str, url: &str) {
-    let (mut tokens, sealed) = stored_tokens(api, user, id, url).await;
-    tokens.access_expires_at = 0;
-    let (owner, cid) = (Owner::parse(user).unwrap(), ConnectionId::parse(id).unwrap());
-    let origin = ServerUrl::parse(url).unwrap().origin();
-    let context = SealContext { owner: &owner, connection: &cid, origin: &origin };
-    let resealed = api.sealer.seal(&tokens.to_secret(), context).await.unwrap();
-    assert!(api.store.take_token_lease(&owner, &cid, &sealed, "test", 0, 1).await.unwrap());
-    assert!(api.store.store_tokens(&owner, &cid, "test", &sealed, &resealed).await.unwrap());
-}
-
 /// A refresher that crashed after Bitbucket answered and before its write: the new
 /// refresh token is lost, the stored one was used once. Within Bitbucket's grace the
 /// stored one still works, and the next caller recovers; after it, the connection
@@ -319,4 +267,27 @@ async fn a_lost_refresh_write_recovers_within_the_grace_and_revocation_asks_for_
         (Some(id.as_str()), Some("verified"))
     );
     assert_eq!(credentials(&api, "alice", &id, "git").await["ok"], true);
+}
+
+/// Deployed, the client list lives in Secrets Manager and is read on the first use,
+/// once; a secret that cannot be read is the operator's problem, told as such.
+#[tokio::test]
+async fn the_client_list_is_read_from_secrets_manager_on_first_use() {
+    use connections::oauth::{ClientsLoader, OauthSource};
+    let fake = FakeBitbucket::start().await;
+    let secrets = blackbox::emulator::secretsmanager().await;
+    let name = format!("oauth-clients-{}", connections::domain::ConnectionId::new());
+    let created = secrets.create_secret().name(&name).secret_string(fake.oauth_clients_json()).send().await.unwrap();
+    let arn = created.arn().unwrap().to_owned();
+    let loader = ClientsLoader::with_secrets_client(OauthSource::SecretsManager(arn.clone()), secrets.clone());
+    let clients = loader.clients().await.unwrap();
+    let cloud = connections::domain::ServerUrl::parse(&fake.url("cloud")).unwrap();
+    assert_eq!(clients.for_server(&cloud).unwrap().key, CLIENT_KEY);
+    // Read once: the secret's later deletion does not reach a warm process.
+    secrets.delete_secret().secret_id(&arn).force_delete_without_recovery(true).send().await.unwrap();
+    assert!(loader.clients().await.is_ok());
+    let cold = ClientsLoader::with_secrets_client(OauthSource::SecretsManager(arn), secrets);
+    let refused = cold.clients().await.unwrap_err();
+    assert_eq!(refused.code(), "service_unavailable");
+    assert!(refused.detail().contains("misconfigured") && refused.detail().contains("token"), "{}", refused.detail());
 }

@@ -1,7 +1,7 @@
 //! The OAuth clients an operator registered: Bitbucket Cloud's consumer and each
 //! Data Center server's incoming application link. Configuration, not code: a JSON
-//! list read from `OAUTH_CLIENTS` (locally) or from the secret `OAUTH_CLIENTS_SECRET_ID`
-//! names, on first use.
+//! list read from `OAUTH_CLIENTS` (locally) or from the Secrets Manager secret
+//! `OAUTH_CLIENTS_SECRET_ARN` names (deployed), on first use.
 
 use serde::Deserialize;
 use url::Url;
@@ -134,6 +134,8 @@ pub enum OauthSource {
     Off,
     /// The list itself (`OAUTH_CLIENTS`), for running locally.
     Inline(Secret),
+    /// The Secrets Manager secret holding the list (`OAUTH_CLIENTS_SECRET_ARN`).
+    SecretsManager(String),
 }
 
 impl std::fmt::Debug for OauthSource {
@@ -141,6 +143,7 @@ impl std::fmt::Debug for OauthSource {
         f.write_str(match self {
             Self::Off => "Off",
             Self::Inline(_) => "Inline([redacted])",
+            Self::SecretsManager(_) => "SecretsManager",
         })
     }
 }
@@ -151,11 +154,32 @@ impl std::fmt::Debug for OauthSource {
 pub struct ClientsLoader {
     source: OauthSource,
     loaded: tokio::sync::OnceCell<OauthClients>,
+    /// Secrets Manager, given ready (tests) or built on first use.
+    secrets: tokio::sync::OnceCell<aws_sdk_secretsmanager::Client>,
 }
 
 impl ClientsLoader {
     pub fn new(source: OauthSource) -> Self {
-        Self { source, loaded: tokio::sync::OnceCell::new() }
+        Self { source, loaded: tokio::sync::OnceCell::new(), secrets: tokio::sync::OnceCell::new() }
+    }
+
+    /// With a Secrets Manager client of the caller's (an emulator's, a recording one).
+    pub fn with_secrets_client(source: OauthSource, client: aws_sdk_secretsmanager::Client) -> Self {
+        Self { source, loaded: tokio::sync::OnceCell::new(), secrets: tokio::sync::OnceCell::new_with(Some(client)) }
+    }
+
+    async fn read_secret(&self, id: &str) -> Result<OauthClients, String> {
+        let client = self
+            .secrets
+            .get_or_init(|| async { aws_sdk_secretsmanager::Client::new(&crate::aws::sdk_config().await) })
+            .await;
+        let value = client
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| format!("Secrets Manager: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))?;
+        OauthClients::parse(value.secret_string().ok_or("the secret holds no text")?)
     }
 
     /// The registered clients; none when OAuth is off. An unreadable list is the
@@ -166,6 +190,7 @@ impl ClientsLoader {
                 match &self.source {
                     OauthSource::Off => Ok(OauthClients::default()),
                     OauthSource::Inline(json) => OauthClients::parse(json.expose()),
+                    OauthSource::SecretsManager(id) => self.read_secret(id).await,
                 }
             })
             .await

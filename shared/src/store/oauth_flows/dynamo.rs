@@ -7,6 +7,9 @@ use crate::store::StoreError;
 use crate::store::dynamo::{DynamoStore, EXPIRES_AT, unavailable};
 
 const FLOW: &str = "flow";
+/// Marks a flow taken. An update, not a delete: the add function's role holds no
+/// `DeleteItem` (IAM cannot narrow it to these items), and TTL removes the item.
+const TAKEN: &str = "taken";
 
 fn key(state_key: &str) -> String {
     format!("OAUTH#{state_key}")
@@ -32,11 +35,14 @@ impl OauthFlows for DynamoStore {
     async fn take_flow(&self, owner: &Owner, state_key: &str, now: i64) -> Result<Option<Flow>, StoreError> {
         let taken = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(owner, key(state_key))))
-            .condition_expression("attribute_exists(pk)")
-            .return_values(ReturnValue::AllOld)
+            .update_expression("SET #t = :taken")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(#t)")
+            .expression_attribute_names("#t", TAKEN)
+            .expression_attribute_values(":taken", AttributeValue::Bool(true))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
         let item = match taken {

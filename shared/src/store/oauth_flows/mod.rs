@@ -1,6 +1,6 @@
 //! "Connect with Bitbucket" round trips in flight: one item per started flow,
 //! under the owner who started it and keyed by a hash of its `state`, taken (read
-//! and deleted in one conditional call) by the callback. A callback from another
+//! and marked taken in one conditional call) by the callback. A callback from another
 //! user looks under their own key and finds nothing: same-user by construction.
 
 mod dynamo;
