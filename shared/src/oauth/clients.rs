@@ -190,7 +190,8 @@ impl ClientsLoader {
                 match &self.source {
                     OauthSource::Off => Ok(OauthClients::default()),
                     OauthSource::Inline(json) => OauthClients::parse(json.expose()),
-                    OauthSource::SecretsManager(id) => self.read_secret(id).await,
+                    // Boxed: the SDK's future nested this deep outgrew the compiler's type-depth limit.
+                    OauthSource::SecretsManager(id) => Box::pin(self.read_secret(id)).await,
                 }
             })
             .await
