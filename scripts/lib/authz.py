@@ -10,11 +10,16 @@ records them):
                        {"action": "kms:GenerateDataKey", "resource": "sealing-key",
                         "context_keys": ["connection_id", "origin", "owner"]}, ...],
                "list": [...], "edit": [...], "delete": [...], "browse": [...],
-               "credentials": [...], "recheck": [...], "web": []}}
+               "credentials": [...], "recheck": [...], "web": []},
+     "oauth_calls": {...}}
+
+"oauth_calls" (optional, the same shape) are the calls made only with "Connect with
+Bitbucket" configured: evaluated, besides "calls", where OauthClientsSecretArn is set.
 
 Resources are symbolic: "table", "table/index/<name>", "sealing-key" (ConnectionsKey),
-"event-bus" (ConnectionEvents), "credentials-function", "recheck-queue" (RecheckQueue). The template is resolved with
-fixed sample values (SAMPLE below), once with a worker role and once without. Printed:
+"event-bus" (ConnectionEvents), "credentials-function", "recheck-queue" (RecheckQueue),
+"oauth-clients" (the secret OauthClientsSecretArn names). The template is resolved with
+fixed sample values (SAMPLE below): with a worker role, without one, and with OAuth. Printed:
 each recorded call with its decision and the statement that decides it (plus the table
 key calls DynamoDB makes with the caller's permissions), then the attempts of other
 principals with the decision each must get. Exit status 1 when a recorded call would be
@@ -88,6 +93,11 @@ def role_statements(template: dict):
             role = role["Ref"] if isinstance(role, dict) else role
             for statement in as_list(properties["PolicyDocument"]["Statement"]):
                 yield role, name, statement
+        elif resource["Type"] == "AWS::IAM::Policy":
+            for role in as_list(properties["Roles"]):
+                role = role["Ref"] if isinstance(role, dict) else role
+                for statement in as_list(properties["PolicyDocument"]["Statement"]):
+                    yield role, name, statement
 
 
 # ---------------------------------------------------------------- conditions
@@ -314,9 +324,12 @@ SAMPLE = {
 WORKER = "arn:aws:iam::111122223333:role/pr-worker"
 KEY_ADMIN = "arn:aws:iam::111122223333:role/key-admin"
 ADMIN = "arn:aws:iam::111122223333:role/admin"
+OAUTH_CLIENTS = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:conn-oauth-clients-AbCdEf"
 SCENARIOS = {
     f"WorkerRoleArn={WORKER}": {"WorkerRoleArn": WORKER, "KeyAdministratorArns": KEY_ADMIN},
     "WorkerRoleArn empty (HasWorkers false)": {"WorkerRoleArn": "", "KeyAdministratorArns": KEY_ADMIN},
+    f"OauthClientsSecretArn={OAUTH_CLIENTS}": {"WorkerRoleArn": WORKER, "KeyAdministratorArns": KEY_ADMIN,
+                                              "OauthClientsSecretArn": OAUTH_CLIENTS},
 }
 
 ARNS = {
@@ -462,6 +475,10 @@ class Stack:
                 return self._policy_of(logical, resource)
         if "/index/" in arn:  # an index is governed by its table's policies
             return self.resource_policy(arn.split("/index/")[0])
+        if arn and arn == self.parameters.get("OauthClientsSecretArn"):
+            # The operator's secret, outside the template: in the same account, the
+            # functions' identity policies decide (a resource policy on it could only deny).
+            return []
         raise ValueError(f"no resource of the template has the ARN {arn}")
 
     def _policy_of(self, logical: str, resource: dict) -> list:
@@ -533,6 +550,18 @@ SEALING_RIGHTS = {
     "kms:GenerateDataKey": {"AddRole", "EditRole"},
     "kms:Decrypt": {"EditRole", "BrowseRole", "CredentialsRole", "RecheckRole"},
 }
+# With "Connect with Bitbucket" (HasOauth), an OAuth connection's tokens are sealed again
+# where they are refreshed: wherever they are used.
+REFRESH_SEALING_RIGHTS = {"kms:GenerateDataKey": {"BrowseRole", "CredentialsRole", "RecheckRole"}}
+# Who may read the OAuth clients (their secrets): the functions that add, use or refresh.
+OAUTH_CLIENT_READERS = {"AddRole", "EditRole", "BrowseRole", "CredentialsRole", "RecheckRole"}
+
+
+def sealing_rights(oauth: bool) -> dict[str, set[str]]:
+    if not oauth:
+        return SEALING_RIGHTS
+    return {action: SEALING_RIGHTS.get(action, set()) | REFRESH_SEALING_RIGHTS.get(action, set())
+            for action in SEALING_RIGHTS.keys() | REFRESH_SEALING_RIGHTS.keys()}
 SEALING_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:CreateGrant"]
 GOOD_CONTEXT = ("connection_id", "origin", "owner")
 BAD_CONTEXTS = [("connection_id", "owner"), ("connection_id", "extra", "origin", "owner")]
@@ -570,8 +599,13 @@ def resource_arn(stack: Stack, symbol: str) -> str:
         if index not in indexes:
             raise ValueError(f"the table has no index {index!r}")
         return f"{stack.arn('ConnectionsTable')}/index/{index}"
+    if symbol == "oauth-clients":
+        arn = stack.parameters.get("OauthClientsSecretArn", "")
+        if not arn:
+            raise ValueError("a call reads the OAuth clients' secret in a scenario without one")
+        return arn
     if symbol not in SYMBOLS:
-        raise ValueError(f"unknown resource {symbol!r}; known: {sorted(SYMBOLS)} and table/index/<name>")
+        raise ValueError(f"unknown resource {symbol!r}; known: {sorted(SYMBOLS)}, oauth-clients and table/index/<name>")
     return stack.arn(SYMBOLS[symbol])
 
 
@@ -615,11 +649,15 @@ def _function_role_attempts(stack: Stack) -> list[Row]:
     # Each role is refused the sealing key's uses that are not its function's, and the
     # ones that are whenever the encryption context is not exactly the service's.
     rows = []
+    oauth = stack.condition("HasOauth")
+    rights = sealing_rights(oauth)
     for function, logical in FUNCTIONS.items():
         role = stack.function_role(logical)
         principal = stack.role_principal(role, function)
+        if oauth and role not in OAUTH_CLIENT_READERS:
+            rows.append(_attempt(stack, principal, "secretsmanager:GetSecretValue", "oauth-clients", (), False))
         for action in SEALING_ACTIONS:
-            if role in SEALING_RIGHTS.get(action, set()):
+            if role in rights.get(action, set()):
                 rows += [_attempt(stack, principal, action, "sealing-key", bad, False) for bad in BAD_CONTEXTS]
             else:
                 rows.append(_attempt(stack, principal, action, "sealing-key", GOOD_CONTEXT, False))
@@ -653,15 +691,18 @@ def attempt_failures(template: dict) -> list[str]:
             if not row.ok]
 
 
-def load_calls(path: pathlib.Path) -> dict:
-    calls = json.loads(path.read_text())["calls"]
-    if set(calls) != set(FUNCTIONS):
-        raise ValueError(f"{path}: calls must name exactly {sorted(FUNCTIONS)}, not {sorted(calls)}")
-    for function, recorded in calls.items():
-        for call in recorded:
-            if set(call) - {"action", "resource", "context_keys"} or not {"action", "resource"} <= set(call):
-                raise ValueError(f"{path}: {function}: a call has action, resource and maybe context_keys: {call}")
-    return calls
+def load_calls(path: pathlib.Path) -> tuple[dict, dict]:
+    """The calls every deployment makes, and those made only with OAuth configured."""
+    document = json.loads(path.read_text())
+    both = (document["calls"], document.get("oauth_calls", {function: [] for function in FUNCTIONS}))
+    for calls in both:
+        if set(calls) != set(FUNCTIONS):
+            raise ValueError(f"{path}: calls must name exactly {sorted(FUNCTIONS)}, not {sorted(calls)}")
+        for function, recorded in calls.items():
+            for call in recorded:
+                if set(call) - {"action", "resource", "context_keys"} or not {"action", "resource"} <= set(call):
+                    raise ValueError(f"{path}: {function}: a call has action, resource and maybe context_keys: {call}")
+    return both
 
 
 def _print(title: str, headers: tuple, rows: list[Row], expectation: bool) -> None:
@@ -674,12 +715,14 @@ def _print(title: str, headers: tuple, rows: list[Row], expectation: bool) -> No
         print("  " + "  ".join(str(x).ljust(w) for x, w in zip(line, widths) if w).rstrip())
 
 
-def report(template: dict, calls: dict) -> int:
+def report(template: dict, calls: tuple[dict, dict]) -> int:
     """Prints both matrices for every scenario; the number of wrong decisions."""
     failed = 0
+    always, with_oauth = calls
     for title, parameters in SCENARIOS.items():
         stack = Stack(template, parameters)
-        calls_made, attempts = call_rows(stack, calls), attempt_rows(stack)
+        calls_made = call_rows(stack, always) + (call_rows(stack, with_oauth) if stack.condition("HasOauth") else [])
+        attempts = attempt_rows(stack)
         print(f"== {title}")
         _print("recorded calls", ("function", "call", "", "decision", "deciding statement"), calls_made, False)
         _print("other principals' attempts", ("principal", "attempt", "expected", "decision", "deciding statement"),

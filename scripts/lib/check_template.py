@@ -99,8 +99,26 @@ CONTEXTS = [
 
 USE_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
                "kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant"]
-# Who may do what with the key: GenerateDataKey where secrets are entered, Decrypt where they are used.
+# Who may do what with the key: GenerateDataKey where secrets are entered, Decrypt where they are used;
+# under HasOauth also GenerateDataKey where OAuth tokens are refreshed (authz.REFRESH_SEALING_RIGHTS).
 ALLOWED = authz.SEALING_RIGHTS
+
+
+def rights_under(condition) -> dict[str, set[str]]:
+    return authz.sealing_rights(condition == "HasOauth")
+
+
+def branches(statements: list):
+    """(statement, condition) for each statement; both branches of an Fn::If, so that no
+    conditional statement escapes the checks."""
+    for statement in statements:
+        if isinstance(statement, dict) and set(statement) == {"Fn::If"}:
+            condition, yes, no = statement["Fn::If"]
+            for branch in (yes, no):
+                if branch != {"Ref": "AWS::NoValue"}:
+                    yield branch, condition
+        else:
+            yield statement, None
 
 
 def covered(statement: dict, actions: list[str]) -> list[str]:
@@ -142,7 +160,8 @@ def check_sealing_key(template: dict) -> list[str]:
     key = resources["ConnectionsKey"]["Properties"]["KeyPolicy"]["Statement"]
     root = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
     denies_grants = False
-    for statement in key:
+    for statement, condition in branches(key):
+        rights = rights_under(condition)
         where = f"ConnectionsKey/{statement.get('Sid', '?')}"
         failures += check_context_conditions(where, statement)
         principals = as_list(statement.get("Principal", {}).get("AWS", [])) if isinstance(
@@ -159,7 +178,7 @@ def check_sealing_key(template: dict) -> list[str]:
         used = covered(statement, USE_ACTIONS)
         if used:
             named = {p["Fn::GetAtt"][0] for p in principals if isinstance(p, dict) and "Fn::GetAtt" in p}
-            permitted = set.intersection(*(ALLOWED.get(action, set()) for action in used))
+            permitted = set.intersection(*(rights.get(action, set()) for action in used))
             if not named or named - permitted or len(named) != len(principals):
                 failures.append(f"{where}: {', '.join(used)} for principals other than {sorted(permitted)}")
             failures += unused(where, used)
@@ -170,9 +189,10 @@ def check_sealing_key(template: dict) -> list[str]:
         used = covered(statement, USE_ACTIONS)
         if not used and not any(str(a).startswith("kms:") for a in as_list(statement.get("Action", []))):
             continue
+        rights = rights_under(resources[where.split("/")[0]].get("Condition"))
         failures += check_context_conditions(where, statement) + unused(where, used)
-        for action in (a for a in used if a in ALLOWED):
-            if role not in ALLOWED[action]:
+        for action in (a for a in used if a in rights):
+            if role not in rights[action]:
                 failures.append(f"{where}: {role} may {action}")
             if not all(is_ref(r, "ConnectionsKey") for r in as_list(statement.get("Resource"))):
                 failures.append(f"{where}: KMS use must name the ConnectionsKey, not {statement.get('Resource')!r}")

@@ -16,16 +16,20 @@ use aws_sdk_dynamodb::operation::{
 };
 use aws_sdk_eventbridge::operation::put_events::PutEventsInput;
 use aws_sdk_kms::operation::{decrypt::DecryptInput, encrypt::EncryptInput, generate_data_key::GenerateDataKeyInput};
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueInput;
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput;
 use blackbox::api::{Api, Call, test_settings};
 use blackbox::emulator;
 use blackbox::fake_bitbucket::*;
+use blackbox::oauth_flow;
 use connections::config::RecheckSettings;
+use connections::config::Settings;
 use connections::events::EventBridgeEvents;
 use connections::handlers::{
     AddHandler, BrowseHandler, CredentialsHandler, DeleteHandler, EditHandler, ListHandler, RecheckHandler,
 };
 use connections::oauth::TokenKeeper;
+use connections::oauth::{ClientsLoader, OauthSource};
 use connections::seal::KmsSealer;
 use connections::store::DynamoStore;
 use connections::verify::Verifier;
@@ -104,6 +108,8 @@ impl Intercept for Recorder {
             add("kms:Encrypt", "sealing-key", context_keys(encrypt.encryption_context()));
         } else if let Some(decrypt) = input.downcast_ref::<DecryptInput>() {
             add("kms:Decrypt", "sealing-key", context_keys(decrypt.encryption_context()));
+        } else if input.downcast_ref::<GetSecretValueInput>().is_some() {
+            add("secretsmanager:GetSecretValue", "oauth-clients", Vec::new());
         } else {
             add("unrecognised operation", "unknown", Vec::new());
         }
@@ -116,8 +122,9 @@ impl Intercept for Recorder {
 const EVENT_SOURCE_MAPPING: [&str; 4] =
     ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"];
 
-/// The actions the template grants each function's role (DynamoDB, KMS, EventBridge, SQS).
-fn granted() -> BTreeMap<&'static str, BTreeSet<String>> {
+/// The actions the template grants each function's role (DynamoDB, KMS, EventBridge, SQS,
+/// Secrets Manager); with `oauth`, also the policies only "Connect with Bitbucket" adds.
+fn granted(oauth: bool) -> BTreeMap<&'static str, BTreeSet<String>> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
     let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let resources = &template["Resources"];
@@ -131,13 +138,23 @@ fn granted() -> BTreeMap<&'static str, BTreeSet<String>> {
             by_role.entry(role.clone()).or_default().extend(
                 actions
                     .into_iter()
-                    .filter(|a| ["dynamodb:", "kms:", "events:", "sqs:"].iter().any(|p| a.starts_with(p)))
+                    .filter(|a| {
+                        ["dynamodb:", "kms:", "events:", "sqs:", "secretsmanager:"].iter().any(|p| a.starts_with(p))
+                    })
                     .filter(|a| !EVENT_SOURCE_MAPPING.contains(&a.as_str())),
             );
         }
     };
     for (name, resource) in resources.as_mapping().unwrap() {
         let name = name.as_str().unwrap().to_owned();
+        let is_policy = resource["Type"].as_str().is_some_and(|t| t.starts_with("AWS::IAM::"));
+        match resource["Condition"].as_str() {
+            None => {}
+            _ if !is_policy => {}
+            Some("HasOauth") if oauth => {}
+            Some("HasOauth") => continue,
+            Some(other) => panic!("{name}: a policy under the condition {other}, which this test does not model"),
+        }
         match resource["Type"].as_str() {
             Some("AWS::IAM::Role") => {
                 for policy in resource["Properties"]["Policies"].as_sequence().into_iter().flatten() {
@@ -150,6 +167,15 @@ fn granted() -> BTreeMap<&'static str, BTreeSet<String>> {
                     other => other.as_str().unwrap().to_owned(),
                 };
                 collect(role, &resource["Properties"]["PolicyDocument"]);
+            }
+            Some("AWS::IAM::Policy") => {
+                for role in resource["Properties"]["Roles"].as_sequence().unwrap() {
+                    let role = match role {
+                        serde_yaml_ng::Value::Tagged(tagged) => tagged.value.as_str().unwrap().to_owned(),
+                        other => other.as_str().unwrap().to_owned(),
+                    };
+                    collect(role, &resource["Properties"]["PolicyDocument"]);
+                }
             }
             _ => {}
         }
@@ -175,6 +201,7 @@ struct Recorded {
     sealer: Arc<KmsSealer>,
     events: aws_sdk_eventbridge::Client,
     sqs: aws_sdk_sqs::Client,
+    secrets: aws_sdk_secretsmanager::Client,
 }
 
 async fn recorded(table: &str, key: &str) -> Recorded {
@@ -192,12 +219,16 @@ async fn recorded(table: &str, key: &str) -> Recorded {
     let sqs = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&sdk).interceptor(Recorder(actions.clone())).build(),
     );
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk).interceptor(Recorder(actions.clone())).build(),
+    );
     Recorded {
         actions,
         store: Arc::new(DynamoStore::new(dynamodb, table)),
         sealer: Arc::new(KmsSealer::new(kms, key)),
         events,
         sqs,
+        secrets,
     }
 }
 
@@ -317,7 +348,7 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     let reported = json!({"action": "report", "owner": "alice", "connection_id": other_id, "version": issued["version"], "report_token": issued["report_token"], "outcome": "unauthorized"});
     assert_eq!(api.invoke_credentials(reported).await["ok"], true);
 
-    let granted = granted();
+    let oauth_calls = oauth_calls(&table, &key, &fake, &settings).await;
     let calls: BTreeMap<&str, BTreeSet<AwsCall>> = [
         ("add", &add),
         ("list", &list),
@@ -331,20 +362,132 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     .map(|(function, recorded)| (function, recorded.actions.lock().unwrap().clone()))
     .chain([("web", BTreeSet::new())])
     .collect();
-    let used: BTreeMap<&str, BTreeSet<String>> =
-        calls.iter().map(|(function, calls)| (*function, calls.iter().map(|c| c.action.clone()).collect())).collect();
+    let used = actions(&calls);
     for (function, actions) in &used {
         println!("{function}: {}", actions.iter().cloned().collect::<Vec<_>>().join(", "));
     }
-    assert_eq!(used, granted, "template grants (right) must equal the calls each function makes (left)");
-    authorized_on_aws(&calls);
+    assert_eq!(used, granted(false), "template grants (right) must equal the calls each function makes (left)");
+    let mut with_oauth = used.clone();
+    for (function, extra) in actions(&oauth_calls) {
+        println!("{function}, with OAuth: {}", extra.iter().cloned().collect::<Vec<_>>().join(", "));
+        with_oauth.entry(function).or_default().extend(extra);
+    }
+    assert_eq!(with_oauth, granted(true), "with OAuth, the grants (right) must equal the calls (left)");
+    authorized_on_aws(&calls, &oauth_calls);
+}
+
+/// The calls "Connect with Bitbucket" adds, each function on its own recording clients
+/// with the client list in Secrets Manager: a round trip (add), and a refresh where each
+/// function uses an OAuth connection (credentials, browse, a re-verify, the recheck).
+async fn oauth_calls(
+    table: &str,
+    key: &str,
+    fake: &FakeBitbucket,
+    settings: &Settings,
+) -> BTreeMap<&'static str, BTreeSet<AwsCall>> {
+    let admin = emulator::secretsmanager().await;
+    let arn = admin
+        .create_secret()
+        .name(format!("{table}-oauth-clients"))
+        .secret_string(fake.oauth_clients_json())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let mut settings = settings.clone();
+    settings.oauth = OauthSource::SecretsManager(arn);
+    settings.oauth_callback_url = Some("https://app.example/".into());
+    let [add, edit, browse, credentials, recheck] = [
+        recorded(table, key).await,
+        recorded(table, key).await,
+        recorded(table, key).await,
+        recorded(table, key).await,
+        recorded(table, key).await,
+    ];
+    let clients =
+        |r: &Recorded| Arc::new(ClientsLoader::with_secrets_client(settings.oauth.clone(), r.secrets.clone()));
+    let keeper = |r: &Recorded| TokenKeeper {
+        store: r.store.clone(),
+        sealer: r.sealer.clone(),
+        http: BitbucketHttp::new(&settings.bitbucket).unwrap(),
+        clients: clients(r),
+    };
+    let verifier = Verifier::new(&settings.bitbucket).unwrap();
+    let mut api = Api::new(add.store.clone(), add.sealer.clone(), settings.clone());
+    api.add = AddHandler::new(add.store.clone(), add.sealer.clone(), verifier.clone(), settings.clone());
+    api.add.oauth.clients = clients(&add);
+    api.edit = EditHandler {
+        store: edit.store.clone(),
+        sealer: edit.sealer.clone(),
+        verifier: verifier.clone(),
+        settings: settings.clone(),
+        keeper: keeper(&edit),
+    };
+    api.browse = BrowseHandler {
+        store: browse.store.clone(),
+        sealer: browse.sealer.clone(),
+        http: BitbucketHttp::new(&settings.bitbucket).unwrap(),
+        settings: settings.clone(),
+        keeper: keeper(&browse),
+    };
+    api.credentials = CredentialsHandler {
+        store: credentials.store.clone(),
+        sealer: credentials.sealer.clone(),
+        settings: settings.clone(),
+        keeper: keeper(&credentials),
+    };
+    let rechecker = RecheckHandler {
+        store: recheck.store.clone(),
+        sealer: recheck.sealer.clone(),
+        verifier,
+        events: Arc::new(EventBridgeEvents::new(recheck.events.clone(), "default")),
+        settings: RecheckSettings { interval: std::time::Duration::ZERO, ..RecheckSettings::default() },
+        circuits: Default::default(),
+        keeper: keeper(&recheck),
+    };
+    // The test's own hands on custody, outside every function's recording.
+    let sdk = emulator::sdk_config_at(&emulator::endpoint()).await;
+    let hands = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    let seal = KmsSealer::new(aws_sdk_kms::Client::new(&sdk), key);
+    let cloud = fake.url("cloud");
+    let connected = oauth_flow::connect(&api, "olga", &cloud).await;
+    assert_eq!(connected.status, 201, "{}", connected.text);
+    let id = connected.json["id"].as_str().unwrap().to_owned();
+    let refreshes = || fake.oauth().refresh_calls;
+    let expire = || oauth_flow::expire_stored_access(&hands, &seal, "olga", &id, &cloud);
+
+    expire().await;
+    let get = json!({"action": "get", "owner": "olga", "connection_id": id, "purpose": "git"});
+    assert_eq!(api.invoke_credentials(get).await["ok"], true);
+    assert_eq!(refreshes(), 1, "credentials refreshed");
+    expire().await;
+    api.send(Call::get(format!("/connections/{id}/workspaces")).user("olga")).await;
+    assert_eq!(refreshes(), 2, "browse refreshed");
+    expire().await;
+    assert_eq!(api.send(Call::post(format!("/connections/{id}/verify")).user("olga")).await.status, 200);
+    assert_eq!(refreshes(), 3, "a re-verify refreshed");
+    expire().await;
+    let report = rechecker.run(std::time::Instant::now() + std::time::Duration::from_secs(30)).await;
+    assert!(report.verified >= 1, "{report:?}");
+    assert_eq!(refreshes(), 4, "the recheck refreshed");
+
+    [("add", &add), ("edit", &edit), ("browse", &browse), ("credentials", &credentials), ("recheck", &recheck)]
+        .into_iter()
+        .map(|(function, recorded)| (function, recorded.actions.lock().unwrap().clone()))
+        .chain([("list", BTreeSet::new()), ("delete", BTreeSet::new()), ("web", BTreeSet::new())])
+        .collect()
+}
+
+fn actions(calls: &BTreeMap<&'static str, BTreeSet<AwsCall>>) -> BTreeMap<&'static str, BTreeSet<String>> {
+    calls.iter().map(|(function, calls)| (*function, calls.iter().map(|c| c.action.clone()).collect())).collect()
 }
 
 /// Every recorded call, evaluated as AWS would authorize it against the template's
 /// identity policies, key policies (the table key through DynamoDB too), resource
 /// policies and explicit denies; and the principals that must be refused, refused.
 /// No emulator enforces any of this: moto allowed all of it.
-fn authorized_on_aws(calls: &BTreeMap<&str, BTreeSet<AwsCall>>) {
+fn authorized_on_aws(calls: &BTreeMap<&str, BTreeSet<AwsCall>>, oauth_calls: &BTreeMap<&str, BTreeSet<AwsCall>>) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let python = root.join(".venv/iac/bin/python");
     assert!(
@@ -352,8 +495,8 @@ fn authorized_on_aws(calls: &BTreeMap<&str, BTreeSet<AwsCall>>) {
         "{} is missing: scripts/test installs it (pinned cfn-lint brings PyYAML)",
         python.display()
     );
-    let document = serde_json::json!({
-        "calls": calls
+    let listed = |calls: &BTreeMap<&str, BTreeSet<AwsCall>>| {
+        calls
             .iter()
             .map(|(function, calls)| {
                 let calls: Vec<_> = calls
@@ -363,7 +506,8 @@ fn authorized_on_aws(calls: &BTreeMap<&str, BTreeSet<AwsCall>>) {
                 (function.to_string(), serde_json::Value::Array(calls))
             })
             .collect::<serde_json::Map<_, _>>()
-    });
+    };
+    let document = serde_json::json!({"calls": listed(calls), "oauth_calls": listed(oauth_calls)});
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("calls.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
