@@ -253,6 +253,18 @@ async fn a_lost_refresh_write_recovers_within_the_grace_and_revocation_asks_for_
         (shown.json["status"].as_str(), shown.json["status_reason"].as_str()),
         (Some("invalid"), Some("oauth_revoked"))
     );
+    // The next scheduled run announces it, like any change of status.
+    let recheck = connections::handlers::RecheckHandler {
+        store: api.store.clone(),
+        sealer: api.sealer.clone(),
+        verifier: connections::verify::Verifier::new(&test_settings().bitbucket).unwrap(),
+        events: std::sync::Arc::new(connections::events::LoggedEvents),
+        settings: connections::config::RecheckSettings { interval: Duration::ZERO, ..Default::default() },
+        circuits: Default::default(),
+        keeper: connections::oauth::TokenKeeper::new(api.store.clone(), api.sealer.clone(), &test_settings()).unwrap(),
+    };
+    let report = recheck.run(Instant::now() + Duration::from_secs(30)).await;
+    assert_eq!(report.events, 1, "the revocation was announced: {report:?}");
 
     // Changing an OAuth connection's credentials is a reconnect; renaming is not.
     let patch = api.send(Call::patch(format!("/connections/{id}")).user("alice").json(json!({"password": "x"}))).await;

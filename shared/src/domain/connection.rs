@@ -9,6 +9,9 @@ use super::{
 use crate::credential::{Capabilities, CredentialType, Resource};
 use crate::username::Username;
 
+/// The longest an OAuth connection goes without a check (and so without a refresh).
+pub const OAUTH_KEEP_ALIVE: time::Duration = time::Duration::days(60);
+
 /// A stored connection without its secret. This is also the API resource. The
 /// server URL, login and resource are held parsed: a stored item whose values no
 /// longer parse is refused by the store that reads it, once, as `StoreError::Corrupt`.
@@ -142,11 +145,19 @@ impl Connection {
     /// When the recheck function should next look: a fresh verification every
     /// `interval`, and the moments it turns `expiring` and `expired`. `None` once
     /// only the user can change anything (invalid, or expired).
+    /// How long this connection may go unchecked: the operator's interval, and for an
+    /// OAuth connection at most 60 days, so that its refresh token is used (each check
+    /// refreshes the hours-long access token) well before Bitbucket Cloud expires a
+    /// refresh token unused for 3 months.
+    pub fn check_interval(&self, interval: time::Duration) -> time::Duration {
+        if self.credential_type == CredentialType::Oauth { interval.min(OAUTH_KEEP_ALIVE) } else { interval }
+    }
+
     pub fn next_check(&self, interval: time::Duration, now: OffsetDateTime) -> Option<OffsetDateTime> {
         if self.status == Status::Invalid {
             return None;
         }
-        let mut due = self.verified_at + interval;
+        let mut due = self.verified_at + self.check_interval(interval);
         if let Some(expires) = self.expires_at {
             if expires <= now {
                 return None;
@@ -204,5 +215,19 @@ mod tests {
         let mut invalid = Connection::verified(new(at(-1)), verification, now);
         invalid.record_failure("invalid_credentials", String::new(), now);
         assert_eq!(invalid.with_status_at(now).status, Status::Invalid);
+    }
+
+    #[test]
+    fn an_oauth_connection_is_checked_at_least_every_sixty_days() {
+        let now = now();
+        let id = ConnectionId::new();
+        let url = ServerUrl::parse(super::super::DEFAULT_CLOUD_URL).unwrap();
+        let new = NewConnection { id: &id, name: "w", url: &url, username: None, resource: None, expires_at: None };
+        let mut connection = Connection::verified(new, Verification::for_tests(), now);
+        let year = time::Duration::days(365);
+        assert_eq!(connection.next_check(year, now), Some(now + year), "a token waits for the operator's interval");
+        connection.credential_type = CredentialType::Oauth;
+        assert_eq!(connection.next_check(year, now), Some(now + OAUTH_KEEP_ALIVE), "its refresh token stays alive");
+        assert_eq!(connection.next_check(time::Duration::DAY, now), Some(now + time::Duration::DAY));
     }
 }

@@ -133,7 +133,10 @@ impl RecheckHandler {
         let mut outcome = Outcome::Rescheduled;
         // An expired token would only earn a 401: `expired` says more, without asking.
         let expired = previous.clone().with_status_at(now).status == Status::Expired;
-        if previous.status == Status::Verified && !expired && previous.verified_at + interval <= now {
+        if previous.status == Status::Verified
+            && !expired
+            && previous.verified_at + previous.check_interval(interval) <= now
+        {
             match self.reverify(&due).await {
                 Ok(verified) => {
                     // Told before the check is written: should the event not be taken, the
