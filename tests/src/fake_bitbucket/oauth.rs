@@ -59,6 +59,8 @@ pub struct AuthServer {
     pub data_center_code_ttl: Duration,
     /// The next authorization is denied (`error=access_denied`).
     pub deny_next: bool,
+    /// When each authorization code arrived to be traded, for timing the callbacks.
+    pub exchanges: Vec<Instant>,
     /// Scopes granted, as the token answer lists them.
     pub cloud_scopes: String,
 }
@@ -75,6 +77,7 @@ impl Default for AuthServer {
             idle: Duration::from_secs(90 * 24 * 3600),
             data_center_code_ttl: Duration::from_secs(10),
             deny_next: false,
+            exchanges: Vec::new(),
             cloud_scopes: CLOUD_SCOPES.into(),
         }
     }
@@ -204,6 +207,7 @@ fn token(shared: &Shared, flavor: Flavor, headers: &HeaderMap, body: &str) -> Re
     let mut server = shared.oauth.lock().unwrap();
     match get("grant_type").as_str() {
         "authorization_code" => {
+            server.exchanges.push(Instant::now());
             let ttl = match flavor {
                 Flavor::DataCenter => server.data_center_code_ttl,
                 Flavor::Cloud => Duration::from_secs(600),
