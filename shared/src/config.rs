@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::http::Identity;
-use crate::oauth::OauthSource;
+use crate::oauth::{OauthSource, TokenKeeper};
 use crate::secret::Secret;
 use crate::store::BrowseRules;
 use crate::verify::client::ClientSettings;
@@ -55,6 +55,17 @@ pub struct Settings {
     /// Where Bitbucket sends the browser back (`OAUTH_CALLBACK_URL`): the page's
     /// address, exactly as registered as the consumer's callback URL.
     pub oauth_callback_url: Option<String>,
+}
+
+impl Settings {
+    /// The keeper a function's handler opens secrets with (see `oauth::keeper`).
+    pub fn token_keeper(
+        &self,
+        store: std::sync::Arc<dyn crate::store::ConnectionStore>,
+        sealer: std::sync::Arc<dyn crate::seal::Sealer>,
+    ) -> Result<TokenKeeper, String> {
+        TokenKeeper::new(store, sealer, &self.bitbucket, &self.oauth)
+    }
 }
 
 impl Default for Settings {

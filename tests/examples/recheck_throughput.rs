@@ -22,7 +22,6 @@ use connections::config::RecheckSettings;
 use connections::domain::{Owner, ServerUrl};
 use connections::events::LoggedEvents;
 use connections::handlers::RecheckHandler;
-use connections::oauth::TokenKeeper;
 use connections::seal::{LocalSealer, Sealer};
 use connections::store::{ConnectionStore, DynamoStore};
 use connections::verify::Verifier;
@@ -181,12 +180,9 @@ fn handler(bench: &Bench) -> RecheckHandler {
             ..RecheckSettings::default()
         },
         circuits: Default::default(),
-        keeper: TokenKeeper::new(
-            bench.store.clone(),
-            bench.sealer.clone(),
-            &connections::config::Settings { bitbucket, ..Default::default() },
-        )
-        .unwrap(),
+        keeper: connections::config::Settings { bitbucket, ..Default::default() }
+            .token_keeper(bench.store.clone(), bench.sealer.clone())
+            .unwrap(),
     }
 }
 

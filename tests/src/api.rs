@@ -19,7 +19,6 @@ use lambda_http::http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::emulator;
-use connections::oauth::TokenKeeper;
 
 /// Settings for tests: the loopback fake Bitbucket is allowed, timeouts are short,
 /// and the real Bitbucket's name is pinned to loopback so no test ever sends a
@@ -69,7 +68,7 @@ pub struct AwsBackend {
 impl Api {
     pub fn new(store: Arc<dyn ConnectionStore>, sealer: Arc<dyn Sealer>, settings: Settings) -> Self {
         let verifier = Verifier::new(&settings.bitbucket).expect("verifier");
-        let keeper = || TokenKeeper::new(store.clone(), sealer.clone(), &settings).expect("token keeper");
+        let keeper = || settings.token_keeper(store.clone(), sealer.clone()).expect("token keeper");
         Self {
             add: AddHandler::new(store.clone(), sealer.clone(), verifier.clone(), settings.clone()),
             list: ListHandler { store: store.clone(), settings: settings.clone() },

@@ -28,8 +28,7 @@ use connections::events::EventBridgeEvents;
 use connections::handlers::{
     AddHandler, BrowseHandler, CredentialsHandler, DeleteHandler, EditHandler, ListHandler, RecheckHandler,
 };
-use connections::oauth::TokenKeeper;
-use connections::oauth::{ClientsLoader, OauthSource};
+use connections::oauth::{ClientsLoader, OauthSource, TokenKeeper};
 use connections::seal::KmsSealer;
 use connections::store::DynamoStore;
 use connections::verify::Verifier;
@@ -250,7 +249,7 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     let mut api = Api::new(add.store.clone(), add.sealer.clone(), settings.clone());
     api.add = AddHandler::new(add.store.clone(), add.sealer.clone(), verifier.clone(), settings.clone());
     api.list = ListHandler { store: list.store.clone(), settings: settings.clone() };
-    let keeper = |r: &Recorded| TokenKeeper::new(r.store.clone(), r.sealer.clone(), &settings).unwrap();
+    let keeper = |r: &Recorded| settings.token_keeper(r.store.clone(), r.sealer.clone()).unwrap();
     api.edit = EditHandler {
         store: edit.store.clone(),
         sealer: edit.sealer.clone(),

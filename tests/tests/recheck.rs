@@ -15,7 +15,6 @@ use connections::domain::{Connection, ConnectionId, LastUsed, NewConnection, Own
 use connections::events::EventBridgeEvents;
 use connections::handlers::RecheckHandler;
 use connections::handlers::recheck::RunReport;
-use connections::oauth::TokenKeeper;
 use connections::seal::SealContext;
 use connections::secret::Secret;
 use connections::username::Username;
@@ -88,7 +87,7 @@ async fn env(settings: RecheckSettings) -> Env {
         events: Arc::new(EventBridgeEvents::lazy(sdk, bus)),
         settings,
         circuits: Default::default(),
-        keeper: TokenKeeper::new(api.store.clone(), api.sealer.clone(), &test_settings()).unwrap(),
+        keeper: test_settings().token_keeper(api.store.clone(), api.sealer.clone()).unwrap(),
     };
     Env { api, aws, fake, recheck, queue_url, unused_queue_url }
 }

@@ -2,7 +2,6 @@
 
 use connections::config::Config;
 use connections::handlers::BrowseHandler;
-use connections::oauth::TokenKeeper;
 use connections::runtime;
 use connections::serve::serve_http;
 use connections::verify::client::BitbucketHttp;
@@ -14,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
     let http = BitbucketHttp::new(&config.settings.bitbucket)?;
-    let keeper = TokenKeeper::new(store.clone(), sealer.clone(), &config.settings)?;
+    let keeper = config.settings.token_keeper(store.clone(), sealer.clone())?;
     let handler = BrowseHandler { store, sealer, http, settings: config.settings, keeper };
     // Lives as long as the process.
     let handler: &'static _ = Box::leak(Box::new(handler));

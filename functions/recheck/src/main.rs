@@ -6,7 +6,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use connections::config::Config;
 use connections::handlers::RecheckHandler;
-use connections::oauth::TokenKeeper;
 use connections::runtime;
 use connections::verify::Verifier;
 use connections::work::{SqsQueue, WorkQueue};
@@ -24,7 +23,7 @@ async fn main() -> Result<(), Error> {
         Some(url) => Some(SqsQueue::lazy(connections::aws::sdk_config().await, url.clone())),
         None => None,
     };
-    let keeper = TokenKeeper::new(store.clone(), sealer.clone(), &config.settings)?;
+    let keeper = config.settings.token_keeper(store.clone(), sealer.clone())?;
     let circuits = Default::default();
     let handler = RecheckHandler { store, sealer, verifier, events, settings: config.recheck, circuits, keeper };
     // Lives as long as the process; see `run_concurrent` in the HTTP functions.

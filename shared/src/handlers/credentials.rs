@@ -101,7 +101,7 @@ pub struct CredentialsHandler {
 
 impl CredentialsHandler {
     pub fn new(store: Arc<dyn ConnectionStore>, sealer: Arc<dyn Sealer>, settings: Settings) -> Result<Self, String> {
-        let keeper = TokenKeeper::new(store.clone(), sealer.clone(), &settings)?;
+        let keeper = settings.token_keeper(store.clone(), sealer.clone())?;
         Ok(Self { store, sealer, settings, keeper })
     }
 }

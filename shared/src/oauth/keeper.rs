@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::clients::{ClientsLoader, OauthClient};
+use super::clients::{ClientsLoader, OauthClient, OauthSource};
 use super::endpoint;
 use super::pkce::random_token;
 use super::tokens::{Refused, TokenSet};
@@ -24,7 +24,7 @@ use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealed, Sealer};
 use crate::secret::Secret;
 use crate::store::{ConnectionStore, StoreError};
-use crate::verify::client::BitbucketHttp;
+use crate::verify::client::{BitbucketHttp, ClientSettings};
 
 /// Longer than one token request may take (the client's 8 s timeout), so a lease
 /// never ends under a refresher still waiting for its answer.
@@ -59,13 +59,14 @@ impl TokenKeeper {
     pub fn new(
         store: Arc<dyn ConnectionStore>,
         sealer: Arc<dyn Sealer>,
-        settings: &crate::config::Settings,
+        bitbucket: &ClientSettings,
+        oauth: &OauthSource,
     ) -> Result<Self, String> {
         Ok(Self {
             store,
             sealer,
-            http: BitbucketHttp::new(&settings.bitbucket)?,
-            clients: Arc::new(ClientsLoader::new(settings.oauth.clone())),
+            http: BitbucketHttp::new(bitbucket)?,
+            clients: Arc::new(ClientsLoader::new(oauth.clone())),
         })
     }
 

@@ -8,7 +8,6 @@ use connections::handlers::web::WebConfig;
 use connections::handlers::{
     AddHandler, BrowseHandler, CredentialsHandler, DeleteHandler, EditHandler, ListHandler, RecheckHandler, WebHandler,
 };
-use connections::oauth::TokenKeeper;
 use connections::runtime;
 use connections::serve::handle_event;
 use connections::verify::Verifier;
@@ -47,7 +46,7 @@ impl Functions {
         let settings = config.settings;
         let verifier = Verifier::new(&settings.bitbucket).map_err(|e| e.to_string())?;
         // One per handler, as each function process has its own.
-        let keeper = || TokenKeeper::new(store.clone(), sealer.clone(), &settings);
+        let keeper = || settings.token_keeper(store.clone(), sealer.clone());
         let keeper = || keeper().map_err(|e| e.to_string());
         Ok(Self {
             add: AddHandler::new(store.clone(), sealer.clone(), verifier.clone(), settings.clone()),
