@@ -76,16 +76,7 @@ async fn main() {
     let dynamodb = emulator::dynamodb().await;
     let table = emulator::create_table(&dynamodb).await;
     let key = emulator::create_key(&emulator::kms().await).await;
-    let secrets = emulator::secretsmanager().await;
-    let arn = secrets
-        .create_secret()
-        .name(format!("{table}-oauth-clients"))
-        .secret_string(fake.oauth_clients_json())
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap();
+    let arn = emulator::create_secret(&format!("{table}-oauth-clients"), &fake.oauth_clients_json()).await;
     let source = OauthSource::SecretsManager(arn);
 
     let mut cold = Vec::new();

@@ -42,6 +42,12 @@ pub async fn secretsmanager() -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(&sdk_config_at(&endpoint()).await)
 }
 
+/// A new Secrets Manager secret holding `text`; its ARN.
+pub async fn create_secret(name: &str, text: &str) -> String {
+    let created = secretsmanager().await.create_secret().name(name).secret_string(text).send().await;
+    created.expect("create the secret").arn.expect("an ARN")
+}
+
 /// The table definition of `infra/template.yaml`: what gets deployed is what the tests run on.
 pub struct TableDefinition {
     pub attributes: Vec<(String, String)>,

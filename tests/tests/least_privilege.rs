@@ -384,16 +384,7 @@ async fn oauth_calls(
     fake: &FakeBitbucket,
     settings: &Settings,
 ) -> BTreeMap<&'static str, BTreeSet<AwsCall>> {
-    let admin = emulator::secretsmanager().await;
-    let arn = admin
-        .create_secret()
-        .name(format!("{table}-oauth-clients"))
-        .secret_string(fake.oauth_clients_json())
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap();
+    let arn = emulator::create_secret(&format!("{table}-oauth-clients"), &fake.oauth_clients_json()).await;
     let mut settings = settings.clone();
     settings.oauth = OauthSource::SecretsManager(arn);
     settings.oauth_callback_url = Some("https://app.example/".into());

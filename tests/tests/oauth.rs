@@ -289,8 +289,7 @@ async fn the_client_list_is_read_from_secrets_manager_on_first_use() {
     let fake = FakeBitbucket::start().await;
     let secrets = blackbox::emulator::secretsmanager().await;
     let name = format!("oauth-clients-{}", connections::domain::ConnectionId::new());
-    let created = secrets.create_secret().name(&name).secret_string(fake.oauth_clients_json()).send().await.unwrap();
-    let arn = created.arn().unwrap().to_owned();
+    let arn = blackbox::emulator::create_secret(&name, &fake.oauth_clients_json()).await;
     let loader = ClientsLoader::with_secrets_client(OauthSource::SecretsManager(arn.clone()), secrets.clone());
     let clients = loader.clients().await.unwrap();
     let cloud = connections::domain::ServerUrl::parse(&fake.url("cloud")).unwrap();

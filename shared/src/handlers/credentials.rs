@@ -16,15 +16,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::report_token::{self, Subject};
-use super::seal_failure;
 use crate::config::Settings;
-use crate::credential::CredentialType;
 use crate::domain::{Connection, ConnectionId, LastUsed, Owner, Status, now};
 use crate::domain::{DEFAULT_CLOUD_URL, Flavor, ServerUrl};
-use crate::oauth::tokens::TokenSet;
 use crate::oauth::{TokenKeeper, Usable};
 use crate::problem::ApiError;
-use crate::seal::{SealContext, Sealed, Sealer};
+use crate::seal::Sealer;
 use crate::secret::Secret;
 use crate::store::{ConnectionStore, StoreError};
 use crate::text::{clean_text, quoted};
@@ -251,23 +248,6 @@ impl CredentialsHandler {
         }
     }
 
-    /// The stored secret, opened for the origin of the server the connection names
-    /// (the one the answer sends the worker to) and for no other.
-    async fn open(
-        &self,
-        owner: &Owner,
-        id: &ConnectionId,
-        connection: &Connection,
-        sealed: &Sealed,
-    ) -> Result<(ServerUrl, Secret), Value> {
-        let url = connection.url.clone();
-        let origin = url.origin();
-        match self.sealer.open(sealed, SealContext { owner, connection: id, origin: &origin }).await {
-            Ok(secret) => Ok((url, secret)),
-            Err(error) => Err(from_api(&seal_failure(error))),
-        }
-    }
-
     /// What a worker saw in use becomes the connection's status, conditioned
     /// on the version read: a concurrent user edit is never overwritten.
     async fn report(&self, owner: &str, id: &str, claim: ReportClaim<'_>, caller: &str) -> Value {
@@ -282,16 +262,10 @@ impl CredentialsHandler {
             Ok(None) => return from_api(&ApiError::NotFound),
             Err(error) => return from_api(&error.into_api("", limit)),
         };
-        let secret = match self.open(&owner, &id, &previous, &sealed).await {
-            // Reports are tokened on what the get handed out: for OAuth, the access token.
-            Ok((_, secret)) if previous.credential_type == CredentialType::Oauth => {
-                match TokenSet::from_secret(&secret) {
-                    Some(tokens) => tokens.access,
-                    None => return from_api(&ApiError::SecretUnreadable),
-                }
-            }
-            Ok((_, secret)) => secret,
-            Err(refused) => return refused,
+        // Reports are tokened on what a get handed out: for OAuth, the access token.
+        let secret = match self.keeper.as_stored(&owner, &previous, &sealed).await {
+            Ok(secret) => secret,
+            Err(error) => return from_api(&error),
         };
         // Checked against the version the worker was issued, so that a worker whose
         // credentials were superseded hears `stale_report`, not a forgery.

@@ -81,6 +81,17 @@ impl TokenKeeper {
         Ok(Usable { secret: tokens.access, expires_at: Some(tokens.access_expires_at) })
     }
 
+    /// What `connection` authenticated with when last handed out, without refreshing:
+    /// the stored secret, or an OAuth connection's stored access token.
+    pub async fn as_stored(&self, owner: &Owner, connection: &Connection, sealed: &Sealed) -> Result<Secret, ApiError> {
+        let id = ConnectionId::parse(&connection.id).ok_or(ApiError::NotFound)?;
+        let opened = self.open(owner, &id, connection, sealed).await?;
+        if connection.credential_type != CredentialType::Oauth {
+            return Ok(opened);
+        }
+        TokenSet::from_secret(&opened).map(|tokens| tokens.access).ok_or(ApiError::SecretUnreadable)
+    }
+
     /// Opened for the origin of the server the connection names, and no other.
     async fn open(
         &self,
