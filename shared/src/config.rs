@@ -63,7 +63,7 @@ impl Settings {
         &self,
         store: std::sync::Arc<dyn crate::store::ConnectionStore>,
         sealer: std::sync::Arc<dyn crate::seal::Sealer>,
-    ) -> Result<TokenKeeper, String> {
+    ) -> TokenKeeper {
         TokenKeeper::new(store, sealer, &self.bitbucket, &self.oauth)
     }
 }

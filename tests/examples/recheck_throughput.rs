@@ -181,8 +181,7 @@ fn handler(bench: &Bench) -> RecheckHandler {
         },
         circuits: Default::default(),
         keeper: connections::config::Settings { bitbucket, ..Default::default() }
-            .token_keeper(bench.store.clone(), bench.sealer.clone())
-            .unwrap(),
+            .token_keeper(bench.store.clone(), bench.sealer.clone()),
     }
 }
 

@@ -68,7 +68,7 @@ pub struct AwsBackend {
 impl Api {
     pub fn new(store: Arc<dyn ConnectionStore>, sealer: Arc<dyn Sealer>, settings: Settings) -> Self {
         let verifier = Verifier::new(&settings.bitbucket).expect("verifier");
-        let keeper = || settings.token_keeper(store.clone(), sealer.clone()).expect("token keeper");
+        let keeper = || settings.token_keeper(store.clone(), sealer.clone());
         Self {
             add: AddHandler::new(store.clone(), sealer.clone(), verifier.clone(), settings.clone()),
             list: ListHandler { store: store.clone(), settings: settings.clone() },
@@ -87,8 +87,7 @@ impl Api {
                 settings: settings.clone(),
                 keeper: keeper(),
             },
-            credentials: CredentialsHandler::new(store.clone(), sealer.clone(), settings.clone())
-                .expect("credentials handler"),
+            credentials: CredentialsHandler::new(store.clone(), sealer.clone(), settings.clone()),
             store,
             sealer,
         }

@@ -249,7 +249,7 @@ async fn each_role_grants_exactly_what_its_function_calls() {
     let mut api = Api::new(add.store.clone(), add.sealer.clone(), settings.clone());
     api.add = AddHandler::new(add.store.clone(), add.sealer.clone(), verifier.clone(), settings.clone());
     api.list = ListHandler { store: list.store.clone(), settings: settings.clone() };
-    let keeper = |r: &Recorded| settings.token_keeper(r.store.clone(), r.sealer.clone()).unwrap();
+    let keeper = |r: &Recorded| settings.token_keeper(r.store.clone(), r.sealer.clone());
     api.edit = EditHandler {
         store: edit.store.clone(),
         sealer: edit.sealer.clone(),
@@ -267,8 +267,7 @@ async fn each_role_grants_exactly_what_its_function_calls() {
         settings: settings.clone(),
         keeper: keeper(&browse),
     };
-    api.credentials =
-        CredentialsHandler::new(credentials.store.clone(), credentials.sealer.clone(), settings.clone()).unwrap();
+    api.credentials = CredentialsHandler::new(credentials.store.clone(), credentials.sealer.clone(), settings.clone());
     let rechecker = RecheckHandler {
         store: recheck.store.clone(),
         sealer: recheck.sealer.clone(),
@@ -397,12 +396,8 @@ async fn oauth_calls(
     ];
     let clients =
         |r: &Recorded| Arc::new(ClientsLoader::with_secrets_client(settings.oauth.clone(), r.secrets.clone()));
-    let keeper = |r: &Recorded| TokenKeeper {
-        store: r.store.clone(),
-        sealer: r.sealer.clone(),
-        http: BitbucketHttp::new(&settings.bitbucket).unwrap(),
-        clients: clients(r),
-    };
+    let keeper =
+        |r: &Recorded| TokenKeeper::with_clients(r.store.clone(), r.sealer.clone(), &settings.bitbucket, clients(r));
     let verifier = Verifier::new(&settings.bitbucket).unwrap();
     let mut api = Api::new(add.store.clone(), add.sealer.clone(), settings.clone());
     api.add = AddHandler::new(add.store.clone(), add.sealer.clone(), verifier.clone(), settings.clone());

@@ -261,7 +261,7 @@ async fn a_lost_refresh_write_recovers_within_the_grace_and_revocation_asks_for_
         events: std::sync::Arc::new(connections::events::LoggedEvents),
         settings: connections::config::RecheckSettings { interval: Duration::ZERO, ..Default::default() },
         circuits: Default::default(),
-        keeper: test_settings().token_keeper(api.store.clone(), api.sealer.clone()).unwrap(),
+        keeper: test_settings().token_keeper(api.store.clone(), api.sealer.clone()),
     };
     let report = recheck.run(Instant::now() + Duration::from_secs(30)).await;
     assert_eq!(report.events, 1, "the revocation was announced: {report:?}");

@@ -87,7 +87,7 @@ async fn env(settings: RecheckSettings) -> Env {
         events: Arc::new(EventBridgeEvents::lazy(sdk, bus)),
         settings,
         circuits: Default::default(),
-        keeper: test_settings().token_keeper(api.store.clone(), api.sealer.clone()).unwrap(),
+        keeper: test_settings().token_keeper(api.store.clone(), api.sealer.clone()),
     };
     Env { api, aws, fake, recheck, queue_url, unused_queue_url }
 }

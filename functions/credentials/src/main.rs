@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
-    let handler = CredentialsHandler::new(store, sealer, config.settings)?;
+    let handler = CredentialsHandler::new(store, sealer, config.settings);
     // Lives as long as the process; see `run_concurrent` in the HTTP functions.
     let handler: &'static _ = Box::leak(Box::new(handler));
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
         Some(url) => Some(SqsQueue::lazy(connections::aws::sdk_config().await, url.clone())),
         None => None,
     };
-    let keeper = config.settings.token_keeper(store.clone(), sealer.clone())?;
+    let keeper = config.settings.token_keeper(store.clone(), sealer.clone());
     let circuits = Default::default();
     let handler = RecheckHandler { store, sealer, verifier, events, settings: config.recheck, circuits, keeper };
     // Lives as long as the process; see `run_concurrent` in the HTTP functions.

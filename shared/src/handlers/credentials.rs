@@ -97,9 +97,9 @@ pub struct CredentialsHandler {
 }
 
 impl CredentialsHandler {
-    pub fn new(store: Arc<dyn ConnectionStore>, sealer: Arc<dyn Sealer>, settings: Settings) -> Result<Self, String> {
-        let keeper = settings.token_keeper(store.clone(), sealer.clone())?;
-        Ok(Self { store, sealer, settings, keeper })
+    pub fn new(store: Arc<dyn ConnectionStore>, sealer: Arc<dyn Sealer>, settings: Settings) -> Self {
+        let keeper = settings.token_keeper(store.clone(), sealer.clone());
+        Self { store, sealer, settings, keeper }
     }
 }
 

@@ -33,10 +33,13 @@ pub const LEASE_MS: i64 = 20_000;
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(12);
 
 pub struct TokenKeeper {
-    pub store: Arc<dyn ConnectionStore>,
-    pub sealer: Arc<dyn Sealer>,
-    pub http: BitbucketHttp,
-    pub clients: Arc<ClientsLoader>,
+    store: Arc<dyn ConnectionStore>,
+    sealer: Arc<dyn Sealer>,
+    /// The client for token endpoints, built on the first refresh: a function that
+    /// never refreshes (most invocations) does not pay for a TLS configuration at start.
+    http: std::sync::OnceLock<Result<BitbucketHttp, String>>,
+    bitbucket: ClientSettings,
+    clients: Arc<ClientsLoader>,
 }
 
 /// A usable secret, and for OAuth when its access token expires (Unix seconds).
@@ -61,12 +64,24 @@ impl TokenKeeper {
         sealer: Arc<dyn Sealer>,
         bitbucket: &ClientSettings,
         oauth: &OauthSource,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            store,
-            sealer,
-            http: BitbucketHttp::new(bitbucket)?,
-            clients: Arc::new(ClientsLoader::new(oauth.clone())),
+    ) -> Self {
+        Self::with_clients(store, sealer, bitbucket, Arc::new(ClientsLoader::new(oauth.clone())))
+    }
+
+    /// With a client list of the caller's (one read from an emulator, say).
+    pub fn with_clients(
+        store: Arc<dyn ConnectionStore>,
+        sealer: Arc<dyn Sealer>,
+        bitbucket: &ClientSettings,
+        clients: Arc<ClientsLoader>,
+    ) -> Self {
+        Self { store, sealer, http: std::sync::OnceLock::new(), bitbucket: bitbucket.clone(), clients }
+    }
+
+    fn http(&self) -> Result<&BitbucketHttp, ApiError> {
+        self.http.get_or_init(|| BitbucketHttp::new(&self.bitbucket)).as_ref().map_err(|error| {
+            tracing::error!(error = %error, "no client for token endpoints");
+            ApiError::ServiceUnavailable { detail: "Connecting to Bitbucket is misconfigured. Try again later." }
         })
     }
 
@@ -217,7 +232,7 @@ impl TokenKeeper {
             return Ok(Err(Refused::InvalidGrant("no refresh token".into())));
         };
         let client = self.client_for(connection).await?;
-        endpoint::refresh(&self.http, &client, refresh, now().unix_timestamp()).await
+        endpoint::refresh(self.http()?, &client, refresh, now().unix_timestamp()).await
     }
 
     async fn client_for(&self, connection: &Connection) -> Result<OauthClient, ApiError> {

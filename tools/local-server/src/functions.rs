@@ -47,7 +47,6 @@ impl Functions {
         let verifier = Verifier::new(&settings.bitbucket).map_err(|e| e.to_string())?;
         // One per handler, as each function process has its own.
         let keeper = || settings.token_keeper(store.clone(), sealer.clone());
-        let keeper = || keeper().map_err(|e| e.to_string());
         Ok(Self {
             add: AddHandler::new(store.clone(), sealer.clone(), verifier.clone(), settings.clone()),
             list: ListHandler { store: store.clone(), settings: settings.clone() },
@@ -56,7 +55,7 @@ impl Functions {
                 sealer: sealer.clone(),
                 verifier: verifier.clone(),
                 settings: settings.clone(),
-                keeper: keeper()?,
+                keeper: keeper(),
             },
             delete: DeleteHandler { store: store.clone(), settings: settings.clone() },
             browse: BrowseHandler {
@@ -64,12 +63,12 @@ impl Functions {
                 sealer: sealer.clone(),
                 http: BitbucketHttp::new(&settings.bitbucket).map_err(|e| e.to_string())?,
                 settings: settings.clone(),
-                keeper: keeper()?,
+                keeper: keeper(),
             },
             web: WebHandler::new(web),
-            credentials: CredentialsHandler::new(store.clone(), sealer.clone(), settings.clone())?,
+            credentials: CredentialsHandler::new(store.clone(), sealer.clone(), settings.clone()),
             recheck: RecheckHandler {
-                keeper: keeper()?,
+                keeper: keeper(),
                 store,
                 sealer,
                 verifier,
