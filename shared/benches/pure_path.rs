@@ -171,15 +171,11 @@ impl TokenLeases for Instant {
     ) -> Result<bool, StoreError> {
         Ok(true)
     }
-    async fn store_tokens(
-        &self,
-        _: &Owner,
-        _: &ConnectionId,
-        _: &str,
-        _: &Sealed,
-        _: &Sealed,
-    ) -> Result<bool, StoreError> {
+    async fn store_tokens(&self, _: &Owner, _: &ConnectionId, _: &Sealed, _: &Sealed) -> Result<bool, StoreError> {
         Ok(true)
+    }
+    async fn token_state(&self, _: &Owner, _: &ConnectionId) -> Result<Option<(Sealed, Option<i64>)>, StoreError> {
+        Ok(None)
     }
     async fn release_token_lease(&self, _: &Owner, _: &ConnectionId, _: &str) -> Result<(), StoreError> {
         Ok(())

@@ -72,5 +72,5 @@ pub async fn expire_stored_access(store: &dyn ConnectionStore, sealer: &dyn Seal
     let context = SealContext { owner: &owner, connection: &cid, origin: &origin };
     let resealed = sealer.seal(&tokens.to_secret(), context).await.unwrap();
     assert!(store.take_token_lease(&owner, &cid, &sealed, "test", 0, 1).await.unwrap());
-    assert!(store.store_tokens(&owner, &cid, "test", &sealed, &resealed).await.unwrap());
+    assert!(store.store_tokens(&owner, &cid, &sealed, &resealed).await.unwrap());
 }

@@ -309,7 +309,8 @@ async fn oauth_flows_are_taken_once_by_their_own_user_in_time(store: Store) {
 }
 
 /// One refresher at a time; its write lands only while it holds the lease and the
-/// tokens are still the ones it refreshed from; a user's edit never conflicts with it.
+/// tokens are still the ones it refreshed from (a refresher whose lease ran out still
+/// keeps newer tokens); waiters see when the lease ends; a user's edit never conflicts.
 async fn token_leases_make_refresh_single_flight(store: Store) {
     let alice = owner("alice");
     let work = connection("work");
@@ -321,21 +322,25 @@ async fn token_leases_make_refresh_single_flight(store: Store) {
         !store.take_token_lease(&alice, &id, &sealed(9), "b", 30_000, 50_000).await.unwrap(),
         "not the tokens read"
     );
-    assert!(!store.store_tokens(&alice, &id, "b", &sealed(1), &sealed(2)).await.unwrap(), "b holds nothing");
+    assert_eq!(store.token_state(&alice, &id).await.unwrap(), Some((sealed(1), Some(21_000))), "a's lease ends then");
     // A rename meanwhile changes the version, not the tokens.
     let mut renamed = work.clone();
     renamed.name = "renamed".into();
     renamed.version += 1;
     store.update(&alice, &work, &renamed, None).await.unwrap();
-    assert!(store.store_tokens(&alice, &id, "a", &sealed(1), &sealed(2)).await.unwrap());
+    assert!(store.store_tokens(&alice, &id, &sealed(1), &sealed(2)).await.unwrap());
     let (after, tokens) = store.get_sealed(&alice, &id).await.unwrap().unwrap();
     assert_eq!((after.name.as_str(), after.version, tokens), ("renamed", renamed.version, sealed(2)));
-    assert!(!store.store_tokens(&alice, &id, "a", &sealed(1), &sealed(3)).await.unwrap(), "the lease ended");
+    assert_eq!(store.token_state(&alice, &id).await.unwrap(), Some((sealed(2), None)), "storing ended the lease");
+    assert!(!store.store_tokens(&alice, &id, &sealed(1), &sealed(3)).await.unwrap(), "not over newer tokens");
     // An expired lease is taken over; a released one at once.
     assert!(store.take_token_lease(&alice, &id, &sealed(2), "c", 40_000, 60_000).await.unwrap());
     store.release_token_lease(&alice, &id, "c").await.unwrap();
     assert!(store.take_token_lease(&alice, &id, &sealed(2), "d", 41_000, 61_000).await.unwrap());
     assert!(store.take_token_lease(&alice, &id, &sealed(2), "e", 61_001, 81_000).await.unwrap(), "d expired");
+    // A refresher whose lease ran out (e took over) still keeps its newer tokens.
+    assert!(store.store_tokens(&alice, &id, &sealed(2), &sealed(4)).await.unwrap());
+    assert!(store.token_state(&alice, &ConnectionId::new()).await.unwrap().is_none(), "no such connection");
 }
 
 async fn a_connection_without_account_or_expiry_round_trips(store: Store) {

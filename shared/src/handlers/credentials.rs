@@ -294,9 +294,13 @@ impl CredentialsHandler {
         next.updated_at = at;
         let code = match outcome {
             Outcome::Unauthorized => {
-                let what = format!(
-                    "Bitbucket refused these credentials when the worker {caller} used them. Edit the connection with a new token.{seen}"
-                );
+                let fix = if previous.credential_type == crate::credential::CredentialType::Oauth {
+                    "Reconnect with Bitbucket."
+                } else {
+                    "Edit the connection with a new token."
+                };
+                let what =
+                    format!("Bitbucket refused these credentials when the worker {caller} used them. {fix}{seen}");
                 next.record_failure("invalid_credentials", what, at);
                 "invalid_credentials"
             }

@@ -92,6 +92,10 @@ impl OauthHandler {
         if self.clients.clients().await?.is_empty() {
             return Err(not_offered());
         }
+        // Before the flow is taken: a refusal here leaves it (and its code) usable.
+        if outcome.is_ok() {
+            admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
+        }
         let limit = self.settings.max_connections_per_owner;
         let flow = self
             .store
@@ -103,7 +107,6 @@ impl OauthHandler {
         let url = ServerUrl::parse(&flow.server).map_err(|_| ApiError::OauthFlowUnknown)?;
         let client = self.client(&url).await?;
         let redirect_uri = self.redirect_uri()?;
-        admit_verification(self.store.as_ref(), &owner, &self.settings).await?;
         let issued = now().unix_timestamp();
         let granted = match endpoint::exchange(
             self.verifier.http(),

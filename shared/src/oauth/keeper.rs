@@ -26,11 +26,14 @@ use crate::secret::Secret;
 use crate::store::{ConnectionStore, StoreError};
 use crate::verify::client::{BitbucketHttp, ClientSettings};
 
-/// Longer than one token request may take (the client's 8 s timeout), so a lease
-/// never ends under a refresher still waiting for its answer.
-pub const LEASE_MS: i64 = 20_000;
-/// How long a caller waits for another process's refresh before giving up.
-const WAIT_FOR_OTHERS: Duration = Duration::from_secs(12);
+/// Longer than one refresh may take (a cold read of the client list, the token
+/// request's 3 s connect and 8 s answer, sealing and the write, each AWS call at most
+/// 5 s), so a lease rarely ends under a refresher still at work; if one does, its
+/// tokens are still kept (the write is conditioned on the tokens, not the lease).
+pub const LEASE_MS: i64 = 30_000;
+/// How long a caller waits for another process's refresh before giving up: well
+/// inside the timeouts of the functions that wait (browse 29 s, credentials 30 s).
+const WAIT_FOR_OTHERS: Duration = Duration::from_secs(8);
 
 pub struct TokenKeeper {
     store: Arc<dyn ConnectionStore>,
@@ -128,34 +131,44 @@ impl TokenKeeper {
         mut opened: Secret,
     ) -> Result<TokenSet, ApiError> {
         let started = Instant::now();
+        // Unknown at first: one attempt to take the lease tells.
+        let mut lease_until: Option<i64> = None;
+        let mut waits: u32 = 0;
         loop {
             let tokens = TokenSet::from_secret(&opened).ok_or(ApiError::SecretUnreadable)?;
             if tokens.is_fresh(now().unix_timestamp()) {
                 return Ok(tokens);
             }
-            let lease =
-                random_token().map_err(|_| ApiError::ServiceUnavailable { detail: "No randomness; try again." })?;
             let at = unix_ms();
-            let took = self
-                .store
-                .take_token_lease(owner, id, &sealed, lease.expose(), at, at + LEASE_MS)
-                .await
-                .map_err(store_error)?;
-            if took {
-                // `None`: another process's tokens arrived meanwhile; they are read below.
-                if let Some(refreshed) =
-                    self.refresh_holding(owner, id, connection, &sealed, &tokens, lease.expose()).await?
+            // A waiter tries only once the lease has run out: a failed conditional write
+            // costs as much as the item is large, and a hundred waiters would pay it often.
+            if lease_until.is_none_or(|until| until < at) {
+                let lease =
+                    random_token().map_err(|_| ApiError::ServiceUnavailable { detail: "No randomness; try again." })?;
+                let took = self
+                    .store
+                    .take_token_lease(owner, id, &sealed, lease.expose(), at, at + LEASE_MS)
+                    .await
+                    .map_err(store_error)?;
+                // `None` from the refresh: another process's tokens arrived meanwhile.
+                if took
+                    && let Some(refreshed) =
+                        self.refresh_holding(owner, id, connection, &sealed, &tokens, lease.expose()).await?
                 {
                     return Ok(refreshed);
                 }
-            } else if started.elapsed() > WAIT_FOR_OTHERS {
+            }
+            if started.elapsed() > WAIT_FOR_OTHERS {
                 return Err(ApiError::ServiceUnavailable {
                     detail: "Bitbucket is slow to renew this connection's access. Try again shortly.",
                 });
-            } else {
-                tokio::time::sleep(Duration::from_millis(fastrand::u64(80..=160))).await;
             }
-            let (_, latest) = self.store.get_sealed(owner, id).await.map_err(store_error)?.ok_or(ApiError::NotFound)?;
+            let ceiling = 100u64 << waits.min(3);
+            waits += 1;
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(ceiling / 2..=ceiling))).await;
+            let (latest, until) =
+                self.store.token_state(owner, id).await.map_err(store_error)?.ok_or(ApiError::NotFound)?;
+            lease_until = Some(until.unwrap_or(0));
             if latest != sealed {
                 opened = self.open(owner, id, connection, &latest).await?;
                 sealed = latest;
@@ -179,11 +192,13 @@ impl TokenKeeper {
             Ok(Ok(granted)) => granted,
             Ok(Err(Refused::InvalidGrant(_))) => {
                 self.release(owner, id, lease).await;
+                // Revoked only if nobody replaced the tokens: then their refresh won.
                 let latest = self.store.get_sealed(owner, id).await.map_err(store_error)?;
-                if latest.as_ref().is_some_and(|(_, latest)| latest != sealed) {
+                let Some((current, latest)) = latest else { return Err(ApiError::NotFound) };
+                if latest != *sealed {
                     return Ok(None);
                 }
-                self.record_revoked(owner, id).await;
+                self.record_revoked(owner, id, &current).await;
                 return Err(ApiError::OauthRevoked);
             }
             Ok(Err(Refused::InvalidClient)) => {
@@ -210,17 +225,47 @@ impl TokenKeeper {
         if next.refresh.is_none() {
             next.refresh.clone_from(&tokens.refresh);
         }
+        self.keep(owner, id, connection, sealed, &next, lease).await;
+        Ok(Some(next))
+    }
+
+    /// Stores refreshed tokens, trying a few times: losing them loses the rotated
+    /// refresh token. If it cannot be kept, the access token is still good to hand
+    /// out, and the stored refresh token still works within Bitbucket's grace after
+    /// its use, so the next caller refreshes with it again.
+    async fn keep(
+        &self,
+        owner: &Owner,
+        id: &ConnectionId,
+        connection: &Connection,
+        read: &Sealed,
+        next: &TokenSet,
+        lease: &str,
+    ) {
         let origin = connection.url.origin();
         let context = SealContext { owner, connection: id, origin: &origin };
-        let resealed = self.sealer.seal(&next.to_secret(), context).await.map_err(|e| e.into_api())?;
-        match self.store.store_tokens(owner, id, lease, sealed, &resealed).await {
-            Ok(true) => {}
-            // The access token is good either way; the next refresh uses the stored
-            // refresh token, which still works within Bitbucket's grace after use.
-            Ok(false) => tracing::warn!(connection_id = %id, "refreshed tokens not stored: the lease was lost"),
-            Err(error) => tracing::warn!(connection_id = %id, error = %error, "refreshed tokens not stored"),
+        for attempt in 0..3u64 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * attempt * attempt)).await;
+            }
+            let resealed = match self.sealer.seal(&next.to_secret(), context).await {
+                Ok(resealed) => resealed,
+                Err(error) => {
+                    tracing::warn!(connection_id = %id, error = %error, attempt, "refreshed tokens not sealed");
+                    continue;
+                }
+            };
+            match self.store.store_tokens(owner, id, read, &resealed).await {
+                Ok(true) => return,
+                // Newer tokens are stored already (another refresher's, or a reconnect).
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(connection_id = %id, error = %error, attempt, "refreshed tokens not stored")
+                }
+            }
         }
-        Ok(Some(next))
+        tracing::error!(connection_id = %id, "refreshed tokens not kept; the next use refreshes again");
+        self.release(owner, id, lease).await;
     }
 
     async fn refresh_call(
@@ -253,9 +298,10 @@ impl TokenKeeper {
     }
 
     /// The connection becomes `invalid` with its own reason; the schedule then
-    /// announces the change like any other.
-    async fn record_revoked(&self, owner: &Owner, id: &ConnectionId) {
-        let Ok(Some(previous)) = self.store.get(owner, id).await else { return };
+    /// announces the change like any other. Conditioned on the version read with the
+    /// tokens that were refused: a reconnect meanwhile is not marked.
+    async fn record_revoked(&self, owner: &Owner, id: &ConnectionId, previous: &Connection) {
+        let previous = previous.clone();
         let at = now();
         let mut next = previous.clone();
         next.version += 1;

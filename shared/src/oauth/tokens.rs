@@ -24,7 +24,7 @@ pub struct TokenSet {
 
 impl TokenSet {
     pub fn is_fresh(&self, now: i64) -> bool {
-        self.access_expires_at - REFRESH_MARGIN_SECONDS > now
+        self.access_expires_at.saturating_sub(REFRESH_MARGIN_SECONDS) > now
     }
 
     pub fn to_secret(&self) -> Secret {
@@ -88,14 +88,15 @@ pub fn read_reply(reply: &Reply, now: i64) -> Result<Granted, Refused> {
     if text("token_type").is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
         return Err(Refused::Other("a token type other than bearer".into()));
     }
-    // Without `expires_in` the lifetime is unknown: assume Data Center's shorter hour.
-    let lifetime = body.get("expires_in").and_then(Value::as_i64).filter(|s| *s > 0).unwrap_or(3600);
+    // Without `expires_in` the lifetime is unknown: assume Data Center's shorter hour. A
+    // server's number is held between a minute and 30 days.
+    let lifetime = body.get("expires_in").and_then(Value::as_i64).unwrap_or(3600).clamp(60, 30 * 24 * 3600);
     let scopes = text("scope").or(text("scopes")).map(scope_list);
     Ok(Granted {
         tokens: TokenSet {
             access: Secret::new(access.to_owned()),
             refresh: text("refresh_token").filter(|t| !t.is_empty()).map(|t| Secret::new(t.to_owned())),
-            access_expires_at: now + lifetime,
+            access_expires_at: now.saturating_add(lifetime),
         },
         scopes,
     })
@@ -154,6 +155,12 @@ mod tests {
         assert_eq!(read_reply(&grant, 0).unwrap_err(), Refused::InvalidGrant("Invalid refresh_token".into()));
         assert_eq!(read_reply(&reply(401, json!({})), 0).unwrap_err(), Refused::InvalidClient);
         assert!(matches!(read_reply(&reply(500, json!("x")), 0), Err(Refused::Other(_))));
+        let odd = |expires_in: Value| {
+            let body = json!({"access_token": "a", "expires_in": expires_in});
+            read_reply(&reply(200, body), 100).unwrap().tokens.access_expires_at
+        };
+        assert_eq!(odd(json!(i64::MAX)), 100 + 30 * 24 * 3600, "a server's lifetime is held to 30 days");
+        assert_eq!(odd(json!(-5)), 160, "and to a minute at least");
     }
 
     #[test]

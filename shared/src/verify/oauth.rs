@@ -82,7 +82,10 @@ async fn data_center(
         401 => return Err(revoked()),
         _ => return Err(common_failure(&reply, host)),
     }
-    let slug = reply.header("x-ausername").filter(|s| !s.is_empty()).map(str::to_owned).ok_or_else(revoked)?;
+    // Every authenticated Data Center answer names its user; one that does not is not
+    // Data Center as documented (a proxy in between, say), which says nothing about the token.
+    let slug =
+        reply.header("x-ausername").filter(|s| !s.is_empty()).map(str::to_owned).ok_or_else(|| not_json(host))?;
     let profile = http.get(claim.url.join(&["rest", "api", "1.0", "users", &slug]), Auth::Bearer(claim.secret)).await?;
     let profile = if profile.status.as_u16() == 200 { profile.json().unwrap_or(Value::Null) } else { Value::Null };
     let id = profile.get("id").and_then(Value::as_u64).map(|id| id.to_string());

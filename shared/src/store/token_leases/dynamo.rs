@@ -60,7 +60,6 @@ impl TokenLeases for DynamoStore {
         &self,
         owner: &Owner,
         id: &ConnectionId,
-        lease: &str,
         read: &Sealed,
         next: &Sealed,
     ) -> Result<bool, StoreError> {
@@ -70,11 +69,10 @@ impl TokenLeases for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(Self::connection_key(owner, &id.to_string())))
             .update_expression("SET #s = :next REMOVE #l, #u")
-            .condition_expression("attribute_exists(pk) AND #l = :lease AND #s = :read")
+            .condition_expression("attribute_exists(pk) AND #s = :read")
             .expression_attribute_names("#l", LEASE)
             .expression_attribute_names("#u", LEASE_UNTIL)
             .expression_attribute_names("#s", SECRET)
-            .expression_attribute_values(":lease", AttributeValue::S(lease.to_owned()))
             .expression_attribute_values(":read", blob(read))
             .expression_attribute_values(":next", blob(next))
             .send()
@@ -84,6 +82,29 @@ impl TokenLeases for DynamoStore {
             Err(error) if conditional_failed(&error) => Ok(false),
             Err(error) => Err(unavailable(error)),
         }
+    }
+
+    async fn token_state(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<(Sealed, Option<i64>)>, StoreError> {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::connection_key(owner, &id.to_string())))
+            .consistent_read(true)
+            .projection_expression("#s, #u")
+            .expression_attribute_names("#s", SECRET)
+            .expression_attribute_names("#u", LEASE_UNTIL)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = read.item else { return Ok(None) };
+        let sealed = item
+            .get(SECRET)
+            .and_then(|v| v.as_b().ok())
+            .map(|b| Sealed(b.as_ref().to_vec()))
+            .ok_or_else(|| StoreError::Corrupt("a connection without its secret".into()))?;
+        let until = item.get(LEASE_UNTIL).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok());
+        Ok(Some((sealed, until)))
     }
 
     async fn release_token_lease(&self, owner: &Owner, id: &ConnectionId, lease: &str) -> Result<(), StoreError> {

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::TokenLeases;
 use crate::domain::{ConnectionId, Owner};
@@ -48,33 +48,41 @@ impl TokenLeases for EmbeddedStore {
         &self,
         owner: &Owner,
         id: &ConnectionId,
-        lease: &str,
         read: &Sealed,
         next: &Sealed,
     ) -> Result<bool, StoreError> {
-        let (owner, id, lease, read, next) =
-            (owner.as_str().to_owned(), id.to_string(), lease.to_owned(), read.0.clone(), next.0.clone());
+        let (owner, id, read, next) = (owner.as_str().to_owned(), id.to_string(), read.0.clone(), next.0.clone());
         self.with_db(move |db| {
             let tx = db.transaction().map_err(sql_error)?;
-            let held = tx
+            let stored = tx
                 .execute(
-                    "DELETE FROM token_leases WHERE owner = ?1 AND id = ?2 AND lease = ?3",
-                    params![owner, id, lease],
+                    "UPDATE connections SET sealed = ?3 WHERE owner = ?1 AND id = ?2 AND sealed = ?4",
+                    params![owner, id, next, read],
                 )
                 .map_err(sql_error)?
                 == 1;
-            let stored = held
-                && tx
-                    .execute(
-                        "UPDATE connections SET sealed = ?3 WHERE owner = ?1 AND id = ?2 AND sealed = ?4",
-                        params![owner, id, next, read],
-                    )
-                    .map_err(sql_error)?
-                    == 1;
             if stored {
+                tx.execute("DELETE FROM token_leases WHERE owner = ?1 AND id = ?2", params![owner, id])
+                    .map_err(sql_error)?;
                 tx.commit().map_err(sql_error)?;
             }
             Ok(stored)
+        })
+        .await
+    }
+
+    async fn token_state(&self, owner: &Owner, id: &ConnectionId) -> Result<Option<(Sealed, Option<i64>)>, StoreError> {
+        let (owner, id) = (owner.as_str().to_owned(), id.to_string());
+        self.with_db(move |db| {
+            db.query_row(
+                "SELECT c.sealed, l.until_ms FROM connections c
+                 LEFT JOIN token_leases l ON l.owner = c.owner AND l.id = c.id
+                 WHERE c.owner = ?1 AND c.id = ?2",
+                params![owner, id],
+                |r| Ok((Sealed(r.get(0)?), r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql_error)
         })
         .await
     }
