@@ -109,7 +109,7 @@ impl OauthHandler {
         let redirect_uri = self.redirect_uri()?;
         let issued = now().unix_timestamp();
         let granted = match endpoint::exchange(
-            self.verifier.http(),
+            self.verifier.http()?,
             &client,
             code.expose(),
             &flow.verifier,

@@ -106,20 +106,7 @@ impl BitbucketHttp {
 
     /// Refuses URLs the policy forbids before anything leaves the machine.
     pub fn check_url(&self, url: &Url) -> Result<(), ApiError> {
-        let host = url.host_str().unwrap_or_default();
-        if url.scheme() != "https" && !self.policy.allows_plain_http(host) {
-            return Err(ApiError::UrlNotAllowed { detail: "The URL must start with https://.".into() });
-        }
-        // IP literals never reach the resolver, so they are judged here.
-        let literal = match url.host() {
-            Some(Host::Ipv4(v4)) => Some(v4.into()),
-            Some(Host::Ipv6(v6)) => Some(v6.into()),
-            _ => None,
-        };
-        if literal.is_some_and(|ip| !self.policy.allows_ip(ip)) {
-            return Err(not_allowed(host));
-        }
-        Ok(())
+        check_url(&self.policy, url)
     }
 
     pub async fn get(&self, url: Url, auth: Auth<'_>) -> Result<Reply, ApiError> {
@@ -164,6 +151,25 @@ impl BitbucketHttp {
         }
         Ok(Reply { status, headers, body })
     }
+}
+
+/// Refuses URLs `policy` forbids: a scheme other than https (unless allowed for the
+/// host), an IP literal in a refused range.
+pub fn check_url(policy: &NetPolicy, url: &Url) -> Result<(), ApiError> {
+    let host = url.host_str().unwrap_or_default();
+    if url.scheme() != "https" && !policy.allows_plain_http(host) {
+        return Err(ApiError::UrlNotAllowed { detail: "The URL must start with https://.".into() });
+    }
+    // IP literals never reach the resolver, so they are judged here.
+    let literal = match url.host() {
+        Some(Host::Ipv4(v4)) => Some(v4.into()),
+        Some(Host::Ipv6(v6)) => Some(v6.into()),
+        _ => None,
+    };
+    if literal.is_some_and(|ip| !policy.allows_ip(ip)) {
+        return Err(not_allowed(host));
+    }
+    Ok(())
 }
 
 fn not_allowed(host: &str) -> ApiError {

@@ -33,19 +33,33 @@ impl Claim<'_> {
     }
 }
 
+/// Cheap to clone: clones share one client.
 #[derive(Clone)]
 pub struct Verifier {
-    http: BitbucketHttp,
+    settings: std::sync::Arc<ClientSettings>,
+    /// Built on the first call to Bitbucket, not at start-up: its TLS configuration
+    /// was 20 k of a function's start-up instructions, and many invocations never
+    /// call Bitbucket (a recheck run with nothing due, a rename).
+    http: std::sync::Arc<std::sync::OnceLock<Result<BitbucketHttp, String>>>,
     deadline: Duration,
 }
 
 impl Verifier {
     pub fn new(settings: &ClientSettings) -> Result<Self, String> {
-        Ok(Self { http: BitbucketHttp::new(settings)?, deadline: settings.deadline })
+        Ok(Self {
+            settings: std::sync::Arc::new(settings.clone()),
+            http: Default::default(),
+            deadline: settings.deadline,
+        })
     }
 
-    pub fn http(&self) -> &BitbucketHttp {
-        &self.http
+    /// The client, built on first use; a configuration it cannot be built from (a
+    /// CA bundle that does not parse) is logged and answered as unavailable.
+    pub fn http(&self) -> Result<&BitbucketHttp, ApiError> {
+        self.http.get_or_init(|| BitbucketHttp::new(&self.settings)).as_ref().map_err(|error| {
+            tracing::error!(error = %error, "the Bitbucket client cannot be built");
+            ApiError::ServiceUnavailable { detail: "Connecting to Bitbucket is misconfigured. Try again later." }
+        })
     }
 
     /// The longest one verification may take.
@@ -57,7 +71,7 @@ impl Verifier {
     /// literal address, and whether the fields fit the kind of credential. The
     /// kind the claim will be verified as.
     pub fn check(&self, claim: &Claim<'_>) -> Result<CredentialType, ApiError> {
-        self.http.check_url(claim.url.url())?;
+        client::check_url(&self.settings.policy, claim.url.url())?;
         let cloud = claim.url.flavor() == Flavor::Cloud;
         if claim.credential_type == Some(CredentialType::Oauth) {
             return Ok(CredentialType::Oauth);
@@ -116,13 +130,14 @@ impl Verifier {
         granted: Option<&[String]>,
     ) -> Result<Verification, ApiError> {
         let kind = self.check(claim)?;
+        let http = self.http()?;
         let check = async {
             if kind == CredentialType::Oauth {
-                return oauth::verify(&self.http, claim, granted).await;
+                return oauth::verify(http, claim, granted).await;
             }
             match claim.url.flavor() {
-                Flavor::Cloud => cloud::verify(&self.http, claim, kind).await,
-                Flavor::DataCenter => data_center::verify(&self.http, claim, kind).await,
+                Flavor::Cloud => cloud::verify(http, claim, kind).await,
+                Flavor::DataCenter => data_center::verify(http, claim, kind).await,
             }
         };
         tokio::time::timeout(self.deadline, check).await.unwrap_or(Err(ApiError::BitbucketTimeout))
