@@ -22,8 +22,11 @@ const ADMISSIONS: &str = "RATE#checks";
 /// rarely picks one slot twice, few enough that the item stays small.
 const CHOICES: usize = 16;
 
-/// Claims that keep losing (an owner racing far more requests than slots) give up.
-const CONTENTION_BUDGET: Duration = Duration::from_secs(3);
+/// Claims that keep losing (an owner racing far more requests than the 16 choices,
+/// on a slow table) give up, with "try again in a second". A racer loses a round only
+/// to another that took a slot, so a burst of 40 needs a few rounds: 5 s leaves a
+/// table answering in hundreds of milliseconds room for them.
+const CONTENTION_BUDGET: Duration = Duration::from_secs(5);
 
 /// The slot an admission at `now` may claim (`pick` chooses among the lowest free
 /// ones), or the seconds until the earliest admission that counts leaves the window.
