@@ -133,6 +133,15 @@ impl CredentialType {
     }
 }
 
+/// A repository, project or workspace slug or key as Bitbucket allows them.
+fn is_slug(part: &str) -> bool {
+    !part.is_empty()
+        && part != "."
+        && part != ".."
+        && part.len() <= 128
+        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+}
+
 /// A token's resource as the user gave it: a slug path (`ws/repo`) or the
 /// address of its page, which is what people copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,14 +175,7 @@ impl Resource {
             }
         };
         let parts: Vec<String> = parts.iter().map(|p| p.trim_end_matches(".git").to_owned()).collect();
-        let valid = |p: &String| {
-            !p.is_empty()
-                && p != "."
-                && p != ".."
-                && p.len() <= 128
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
-        };
-        if !parts.iter().all(valid) {
+        if !parts.iter().all(|p| is_slug(p)) {
             return Err(
                 "must name a repository, project or workspace by its slug or key (letters, digits, '-', '_', '.')",
             );
@@ -190,14 +192,7 @@ impl Resource {
     /// address, so a workspace named `projects` or `scm` stays what it was.
     pub fn from_stored(text: &str) -> Result<Self, &'static str> {
         let parts: Vec<String> = text.split('/').map(str::to_owned).collect();
-        let valid = |p: &String| {
-            !p.is_empty()
-                && p != "."
-                && p != ".."
-                && p.len() <= 128
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
-        };
-        if parts.is_empty() || parts.len() > 2 || !parts.iter().all(valid) {
+        if parts.is_empty() || parts.len() > 2 || !parts.iter().all(|p| is_slug(p)) {
             return Err("must be a stored slug path");
         }
         Ok(Self { parts, hint: None })

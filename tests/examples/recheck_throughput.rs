@@ -169,7 +169,6 @@ fn handler(bench: &Bench) -> RecheckHandler {
     };
     RecheckHandler {
         store: bench.store.clone(),
-        sealer: bench.sealer.clone(),
         verifier: Verifier::new(&bitbucket).unwrap(),
         events: Arc::new(LoggedEvents),
         settings: RecheckSettings {

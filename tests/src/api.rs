@@ -12,7 +12,7 @@ use connections::http::Identity;
 use connections::seal::{KmsSealer, LocalSealer, Sealer};
 use connections::store::{ConnectionStore, DynamoStore, EmbeddedStore};
 use connections::verify::Verifier;
-use connections::verify::client::{BitbucketHttp, ClientSettings};
+use connections::verify::client::{ClientSettings, LazyHttp};
 use connections::verify::net::NetPolicy;
 use lambda_http::Body;
 use lambda_http::http::HeaderMap;
@@ -82,8 +82,7 @@ impl Api {
             delete: DeleteHandler { store: store.clone(), settings: settings.clone() },
             browse: BrowseHandler {
                 store: store.clone(),
-                sealer: sealer.clone(),
-                http: BitbucketHttp::new(&settings.bitbucket).expect("Bitbucket client"),
+                http: LazyHttp::new(&settings.bitbucket),
                 settings: settings.clone(),
                 keeper: keeper(),
             },

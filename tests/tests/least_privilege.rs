@@ -32,7 +32,7 @@ use connections::oauth::{ClientsLoader, OauthSource, TokenKeeper};
 use connections::seal::KmsSealer;
 use connections::store::DynamoStore;
 use connections::verify::Verifier;
-use connections::verify::client::BitbucketHttp;
+use connections::verify::client::LazyHttp;
 use serde_json::json;
 
 /// One AWS call as IAM authorizes it: the action, the resource named symbolically
@@ -262,15 +262,13 @@ async fn each_role_grants_exactly_what_its_function_calls() {
         (recorded(&table, &key).await, recorded(&table, &key).await, recorded(&table, &key).await);
     api.browse = BrowseHandler {
         store: browse.store.clone(),
-        sealer: browse.sealer.clone(),
-        http: BitbucketHttp::new(&settings.bitbucket).unwrap(),
+        http: LazyHttp::new(&settings.bitbucket),
         settings: settings.clone(),
         keeper: keeper(&browse),
     };
     api.credentials = CredentialsHandler::new(credentials.store.clone(), credentials.sealer.clone(), settings.clone());
     let rechecker = RecheckHandler {
         store: recheck.store.clone(),
-        sealer: recheck.sealer.clone(),
         verifier: Verifier::new(&settings.bitbucket).unwrap(),
         events: Arc::new(EventBridgeEvents::new(recheck.events.clone(), "default")),
         settings: RecheckSettings { interval: std::time::Duration::ZERO, ..RecheckSettings::default() },
@@ -411,20 +409,17 @@ async fn oauth_calls(
     };
     api.browse = BrowseHandler {
         store: browse.store.clone(),
-        sealer: browse.sealer.clone(),
-        http: BitbucketHttp::new(&settings.bitbucket).unwrap(),
+        http: LazyHttp::new(&settings.bitbucket),
         settings: settings.clone(),
         keeper: keeper(&browse),
     };
     api.credentials = CredentialsHandler {
         store: credentials.store.clone(),
-        sealer: credentials.sealer.clone(),
         settings: settings.clone(),
         keeper: keeper(&credentials),
     };
     let rechecker = RecheckHandler {
         store: recheck.store.clone(),
-        sealer: recheck.sealer.clone(),
         verifier,
         events: Arc::new(EventBridgeEvents::new(recheck.events.clone(), "default")),
         settings: RecheckSettings { interval: std::time::Duration::ZERO, ..RecheckSettings::default() },

@@ -256,7 +256,6 @@ async fn a_lost_refresh_write_recovers_within_the_grace_and_revocation_asks_for_
     // The next scheduled run announces it, like any change of status.
     let recheck = connections::handlers::RecheckHandler {
         store: api.store.clone(),
-        sealer: api.sealer.clone(),
         verifier: connections::verify::Verifier::new(&test_settings().bitbucket).unwrap(),
         events: std::sync::Arc::new(connections::events::LoggedEvents),
         settings: connections::config::RecheckSettings { interval: Duration::ZERO, ..Default::default() },

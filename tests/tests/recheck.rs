@@ -81,7 +81,6 @@ async fn env(settings: RecheckSettings) -> Env {
     let queue_url = queue_urls.pop().expect("two queues");
     let recheck = RecheckHandler {
         store: api.store.clone(),
-        sealer: api.sealer.clone(),
         verifier: Verifier::new(&test_settings().bitbucket).unwrap(),
         // As deployed: the client is built on the first publish.
         events: Arc::new(EventBridgeEvents::lazy(sdk, bus)),

@@ -4,7 +4,7 @@ use connections::config::Config;
 use connections::handlers::BrowseHandler;
 use connections::runtime;
 use connections::serve::serve_http;
-use connections::verify::client::BitbucketHttp;
+use connections::verify::client::LazyHttp;
 use lambda_http::Error;
 
 #[tokio::main]
@@ -12,9 +12,9 @@ async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
-    let http = BitbucketHttp::new(&config.settings.bitbucket)?;
-    let keeper = config.settings.token_keeper(store.clone(), sealer.clone());
-    let handler = BrowseHandler { store, sealer, http, settings: config.settings, keeper };
+    let http = LazyHttp::new(&config.settings.bitbucket);
+    let keeper = config.settings.token_keeper(store.clone(), sealer.clone()).sharing(http.clone());
+    let handler = BrowseHandler { store, http, settings: config.settings, keeper };
     // Lives as long as the process.
     let handler: &'static _ = Box::leak(Box::new(handler));
     serve_http(move |request| handler.handle(request)).await

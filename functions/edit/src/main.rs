@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config).await?;
     let verifier = Verifier::new(&config.settings.bitbucket)?;
-    let keeper = config.settings.token_keeper(store.clone(), sealer.clone());
+    let keeper = config.settings.token_keeper(store.clone(), sealer.clone()).sharing(verifier.lazy_http());
     let handler = EditHandler { store, sealer, verifier, settings: config.settings, keeper };
     // Lives as long as the process.
     let handler: &'static _ = Box::leak(Box::new(handler));

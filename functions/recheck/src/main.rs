@@ -23,9 +23,9 @@ async fn main() -> Result<(), Error> {
         Some(url) => Some(SqsQueue::lazy(connections::aws::sdk_config().await, url.clone())),
         None => None,
     };
-    let keeper = config.settings.token_keeper(store.clone(), sealer.clone());
+    let keeper = config.settings.token_keeper(store.clone(), sealer.clone()).sharing(verifier.lazy_http());
     let circuits = Default::default();
-    let handler = RecheckHandler { store, sealer, verifier, events, settings: config.recheck, circuits, keeper };
+    let handler = RecheckHandler { store, verifier, events, settings: config.recheck, circuits, keeper };
     // Lives as long as the process; see `run_concurrent` in the HTTP functions.
     let (handler, queue): (&'static _, &'static _) = (Box::leak(Box::new(handler)), Box::leak(Box::new(queue)));
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| async move {

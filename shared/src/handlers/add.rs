@@ -5,13 +5,13 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
-use super::{admit_verification, audit, connection_response, method_not_allowed, respond, seal_failure};
+use super::{admit_verification, audit, connection_response, method_not_allowed, respond};
 use crate::config::Settings;
 use crate::domain::{Connection, ConnectionId, NewConnection, Owner, now};
 use crate::http::{idempotency_key, json_body, principal, request_id, set_header};
 use crate::input::parse_create;
 use crate::problem::ApiError;
-use crate::seal::{SealContext, Sealer};
+use crate::seal::{SealContext, SealError, Sealer};
 use crate::store::{ConnectionStore, IdempotencyRecord, StoreError};
 
 /// How long a retry with the same `Idempotency-Key` gets the original answer.
@@ -99,7 +99,7 @@ impl AddHandler {
         let context = SealContext { owner: &owner, connection: &id, origin: &origin };
         let (verified, sealed) = tokio::join!(self.verifier.verify(&claim), self.sealer.seal(&input.password, context));
         let verified = verified?;
-        let sealed = sealed.map_err(seal_failure)?;
+        let sealed = sealed.map_err(SealError::into_api)?;
 
         let at = now();
         let new = NewConnection {

@@ -18,15 +18,14 @@ use crate::domain::{Connection, ConnectionId, Owner, Status, now};
 use crate::http::{connection_id, json_response, principal, request_id};
 use crate::oauth::TokenKeeper;
 use crate::problem::{ApiError, FieldError};
-use crate::seal::Sealer;
 use crate::store::{Admission, CallOutcome, ConnectionStore};
 use crate::username::Username;
-use crate::verify::client::{Auth, BitbucketHttp};
+use crate::verify::client::{Auth, LazyHttp};
 
 pub struct BrowseHandler {
     pub store: Arc<dyn ConnectionStore>,
-    pub sealer: Arc<dyn Sealer>,
-    pub http: BitbucketHttp,
+    /// Built on the first page (see `LazyHttp`).
+    pub http: LazyHttp,
     pub settings: Settings,
     /// Opens secrets for use, refreshing OAuth access tokens single-flight.
     pub keeper: TokenKeeper,
@@ -109,7 +108,7 @@ impl BrowseHandler {
         let origin = url.origin();
         let secret = self.keeper.usable(&owner, &connection, sealed).await?.secret;
         let source = Source {
-            http: &self.http,
+            http: self.http.get()?,
             url,
             connection: &connection,
             auth: Auth::for_connection(

@@ -90,7 +90,6 @@ const DETAIL_MAX_CHARS: usize = 160;
 
 pub struct CredentialsHandler {
     pub store: Arc<dyn ConnectionStore>,
-    pub sealer: Arc<dyn Sealer>,
     pub settings: Settings,
     /// Opens secrets for use, refreshing OAuth access tokens single-flight.
     pub keeper: TokenKeeper,
@@ -99,7 +98,7 @@ pub struct CredentialsHandler {
 impl CredentialsHandler {
     pub fn new(store: Arc<dyn ConnectionStore>, sealer: Arc<dyn Sealer>, settings: Settings) -> Self {
         let keeper = settings.token_keeper(store.clone(), sealer.clone());
-        Self { store, sealer, settings, keeper }
+        Self { store, settings, keeper }
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::{admit_verification, audit, connection_response, method_not_allowed, respond, seal_failure};
+use super::{admit_verification, audit, connection_response, method_not_allowed, respond};
 use crate::config::Settings;
 use crate::credential::CredentialType;
 use crate::domain::ServerUrl;
@@ -14,7 +14,7 @@ use crate::http::{connection_id, if_match, is_verify_action, json_body, principa
 use crate::input::{PatchRequest, parse_patch};
 use crate::oauth::TokenKeeper;
 use crate::problem::ApiError;
-use crate::seal::{SealContext, Sealed, Sealer};
+use crate::seal::{SealContext, SealError, Sealed, Sealer};
 use crate::secret::Secret;
 use crate::store::ConnectionStore;
 use crate::verify::{Claim, Verification, Verifier, is_verdict};
@@ -55,7 +55,10 @@ impl EditHandler {
         to: &ServerUrl,
     ) -> Result<Secret, ApiError> {
         let origin = to.origin();
-        self.sealer.open(sealed, SealContext { owner, connection: id, origin: &origin }).await.map_err(seal_failure)
+        self.sealer
+            .open(sealed, SealContext { owner, connection: id, origin: &origin })
+            .await
+            .map_err(SealError::into_api)
     }
 
     async fn save(
@@ -159,7 +162,7 @@ impl EditHandler {
                 let origin = url.origin();
                 let context = SealContext { owner, connection: id, origin: &origin };
                 let (verified, sealed) = tokio::join!(self.verifier.verify(&claim), self.sealer.seal(secret, context));
-                Ok((verified?, Some(sealed.map_err(seal_failure)?)))
+                Ok((verified?, Some(sealed.map_err(SealError::into_api)?)))
             }
             None => {
                 let secret = self.open(owner, id, sealed, url).await?;

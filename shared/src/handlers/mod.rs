@@ -28,7 +28,6 @@ use crate::config::Settings;
 use crate::domain::{Connection, Owner};
 use crate::http::{json_response, set_header};
 use crate::problem::ApiError;
-use crate::seal::SealError;
 use crate::store::ConnectionStore;
 
 /// A method the resource does not have. Each function serves some of a resource's
@@ -76,10 +75,6 @@ fn connection_response(
     let mut response = json_response(status, &body);
     set_header(&mut response, header::ETAG, &connection.etag());
     response
-}
-
-fn seal_failure(error: SealError) -> ApiError {
-    error.into_api()
 }
 
 /// Counts one check against Bitbucket for the owner; refused past the per-minute

@@ -24,7 +24,7 @@ use crate::problem::ApiError;
 use crate::seal::{SealContext, Sealed, Sealer};
 use crate::secret::Secret;
 use crate::store::{ConnectionStore, StoreError};
-use crate::verify::client::{BitbucketHttp, ClientSettings};
+use crate::verify::client::{ClientSettings, LazyHttp};
 
 /// Longer than one refresh may take (a cold read of the client list, the token
 /// request's 3 s connect and 8 s answer, sealing and the write, each AWS call at most
@@ -38,10 +38,9 @@ const WAIT_FOR_OTHERS: Duration = Duration::from_secs(8);
 pub struct TokenKeeper {
     store: Arc<dyn ConnectionStore>,
     sealer: Arc<dyn Sealer>,
-    /// The client for token endpoints, built on the first refresh: a function that
-    /// never refreshes (most invocations) does not pay for a TLS configuration at start.
-    http: std::sync::OnceLock<Result<BitbucketHttp, String>>,
-    bitbucket: ClientSettings,
+    /// The client for token endpoints, built on the first refresh (most invocations
+    /// never refresh); shared with the process's verifier or pickers where it has one.
+    http: LazyHttp,
     clients: Arc<ClientsLoader>,
 }
 
@@ -78,14 +77,14 @@ impl TokenKeeper {
         bitbucket: &ClientSettings,
         clients: Arc<ClientsLoader>,
     ) -> Self {
-        Self { store, sealer, http: std::sync::OnceLock::new(), bitbucket: bitbucket.clone(), clients }
+        Self { store, sealer, http: LazyHttp::new(bitbucket), clients }
     }
 
-    fn http(&self) -> Result<&BitbucketHttp, ApiError> {
-        self.http.get_or_init(|| BitbucketHttp::new(&self.bitbucket)).as_ref().map_err(|error| {
-            tracing::error!(error = %error, "no client for token endpoints");
-            ApiError::ServiceUnavailable { detail: "Connecting to Bitbucket is misconfigured. Try again later." }
-        })
+    /// Calls token endpoints through `http` (the verifier's or the pickers' client)
+    /// instead of a client of its own.
+    pub fn sharing(mut self, http: LazyHttp) -> Self {
+        self.http = http;
+        self
     }
 
     /// What `connection` (read with `sealed`) authenticates with now.
@@ -277,7 +276,7 @@ impl TokenKeeper {
             return Ok(Err(Refused::InvalidGrant("no refresh token".into())));
         };
         let client = self.client_for(connection).await?;
-        endpoint::refresh(self.http()?, &client, refresh, now().unix_timestamp()).await
+        endpoint::refresh(self.http.get()?, &client, refresh, now().unix_timestamp()).await
     }
 
     async fn client_for(&self, connection: &Connection) -> Result<OauthClient, ApiError> {

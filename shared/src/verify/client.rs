@@ -80,6 +80,34 @@ impl Reply {
     }
 }
 
+/// A `BitbucketHttp` built on its first use, not at start-up: its TLS configuration
+/// was 20 k of a function's start-up instructions, and many invocations never call
+/// Bitbucket (a recheck run with nothing due, a rename). Clones share one client.
+#[derive(Clone)]
+pub struct LazyHttp {
+    settings: Arc<ClientSettings>,
+    client: Arc<std::sync::OnceLock<Result<BitbucketHttp, String>>>,
+}
+
+impl LazyHttp {
+    pub fn new(settings: &ClientSettings) -> Self {
+        Self { settings: Arc::new(settings.clone()), client: Arc::default() }
+    }
+
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// The client; a configuration it cannot be built from (a CA bundle that does not
+    /// parse) is logged and answered as unavailable.
+    pub fn get(&self) -> Result<&BitbucketHttp, ApiError> {
+        self.client.get_or_init(|| BitbucketHttp::new(&self.settings)).as_ref().map_err(|error| {
+            tracing::error!(error = %error, "the Bitbucket client cannot be built");
+            ApiError::ServiceUnavailable { detail: "Connecting to Bitbucket is misconfigured. Try again later." }
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct BitbucketHttp {
     client: reqwest::Client,

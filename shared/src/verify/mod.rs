@@ -13,7 +13,7 @@ use crate::domain::{Flavor, ServerUrl};
 use crate::problem::{ApiError, FieldError};
 use crate::secret::Secret;
 use crate::username::Username;
-use client::{BitbucketHttp, ClientSettings};
+use client::{BitbucketHttp, ClientSettings, LazyHttp};
 
 pub use crate::domain::Verification;
 
@@ -36,30 +36,23 @@ impl Claim<'_> {
 /// Cheap to clone: clones share one client.
 #[derive(Clone)]
 pub struct Verifier {
-    settings: std::sync::Arc<ClientSettings>,
-    /// Built on the first call to Bitbucket, not at start-up: its TLS configuration
-    /// was 20 k of a function's start-up instructions, and many invocations never
-    /// call Bitbucket (a recheck run with nothing due, a rename).
-    http: std::sync::Arc<std::sync::OnceLock<Result<BitbucketHttp, String>>>,
+    http: LazyHttp,
     deadline: Duration,
 }
 
 impl Verifier {
     pub fn new(settings: &ClientSettings) -> Result<Self, String> {
-        Ok(Self {
-            settings: std::sync::Arc::new(settings.clone()),
-            http: Default::default(),
-            deadline: settings.deadline,
-        })
+        Ok(Self { http: LazyHttp::new(settings), deadline: settings.deadline })
     }
 
-    /// The client, built on first use; a configuration it cannot be built from (a
-    /// CA bundle that does not parse) is logged and answered as unavailable.
+    /// The client, built on its first use.
     pub fn http(&self) -> Result<&BitbucketHttp, ApiError> {
-        self.http.get_or_init(|| BitbucketHttp::new(&self.settings)).as_ref().map_err(|error| {
-            tracing::error!(error = %error, "the Bitbucket client cannot be built");
-            ApiError::ServiceUnavailable { detail: "Connecting to Bitbucket is misconfigured. Try again later." }
-        })
+        self.http.get()
+    }
+
+    /// The client itself, to share with what else calls Bitbucket in this process.
+    pub fn lazy_http(&self) -> LazyHttp {
+        self.http.clone()
     }
 
     /// The longest one verification may take.
@@ -71,7 +64,7 @@ impl Verifier {
     /// literal address, and whether the fields fit the kind of credential. The
     /// kind the claim will be verified as.
     pub fn check(&self, claim: &Claim<'_>) -> Result<CredentialType, ApiError> {
-        client::check_url(&self.settings.policy, claim.url.url())?;
+        client::check_url(&self.http.settings().policy, claim.url.url())?;
         let cloud = claim.url.flavor() == Flavor::Cloud;
         if claim.credential_type == Some(CredentialType::Oauth) {
             return Ok(CredentialType::Oauth);

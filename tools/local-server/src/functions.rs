@@ -11,7 +11,7 @@ use connections::handlers::{
 use connections::runtime;
 use connections::serve::handle_event;
 use connections::verify::Verifier;
-use connections::verify::client::BitbucketHttp;
+use connections::verify::client::LazyHttp;
 use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -55,22 +55,20 @@ impl Functions {
                 sealer: sealer.clone(),
                 verifier: verifier.clone(),
                 settings: settings.clone(),
-                keeper: keeper(),
+                keeper: keeper().sharing(verifier.lazy_http()),
             },
             delete: DeleteHandler { store: store.clone(), settings: settings.clone() },
             browse: BrowseHandler {
                 store: store.clone(),
-                sealer: sealer.clone(),
-                http: BitbucketHttp::new(&settings.bitbucket).map_err(|e| e.to_string())?,
+                http: LazyHttp::new(&settings.bitbucket),
                 settings: settings.clone(),
                 keeper: keeper(),
             },
             web: WebHandler::new(web),
             credentials: CredentialsHandler::new(store.clone(), sealer.clone(), settings.clone()),
             recheck: RecheckHandler {
-                keeper: keeper(),
+                keeper: keeper().sharing(verifier.lazy_http()),
                 store,
-                sealer,
                 verifier,
                 events,
                 settings: config.recheck,

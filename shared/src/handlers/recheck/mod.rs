@@ -37,13 +37,11 @@ use crate::domain::{Connection, Status};
 use crate::events::{Event, Events, StatusChanged, Unused};
 use crate::oauth::TokenKeeper;
 use crate::problem::ApiError;
-use crate::seal::Sealer;
 use crate::store::{Announced, ConnectionStore, Due, DueAt, StoreError};
 use crate::verify::{Claim, Verification, Verifier};
 
 pub struct RecheckHandler {
     pub store: Arc<dyn ConnectionStore>,
-    pub sealer: Arc<dyn Sealer>,
     pub verifier: Verifier,
     pub events: Arc<dyn Events>,
     pub settings: RecheckSettings,
