@@ -79,6 +79,8 @@ class RuntimeApi:
         self.results = {}
         self.first_next = threading.Event()
         self.first_next_at = None
+        self.nexts = 0
+        self.asked = threading.Condition()
         api = self
 
         class Handler(Quiet):
@@ -88,6 +90,9 @@ class RuntimeApi:
                 if not api.first_next.is_set():
                     api.first_next_at = time.perf_counter()
                     api.first_next.set()
+                with api.asked:
+                    api.nexts += 1
+                    api.asked.notify_all()
                 item = api.events.get()
                 if item is None:
                     return self.reply(500)
@@ -117,6 +122,14 @@ class RuntimeApi:
         self.first_next.clear()
         self.first_next_at = None
         self.events = queue.Queue()
+        with self.asked:
+            self.nexts = 0
+
+    def wait_asked(self, times, timeout):
+        """Waits until the function has asked for an event `times` times: it is idle again."""
+        with self.asked:
+            if not self.asked.wait_for(lambda: self.nexts >= times, timeout):
+                raise RuntimeError(f"the function asked for {self.nexts} events, not {times}")
 
     def invoke(self, event):
         request_id = str(uuid.uuid4())
@@ -143,11 +156,20 @@ class CountingProxy:
         proxy = self
 
         class Handler(Quiet):
+            def do_GET(self):
+                # As DynamoDB answers it (the functions' start-up opens its connection with
+                # it); moto would render a page, which no AWS endpoint does.
+                if self.path == "/":
+                    with proxy.lock:
+                        proxy.counts["GET /"] = proxy.counts.get("GET /", 0) + 1
+                    return self.reply(200, b"healthy: dynamodb.us-east-1.amazonaws.com")
+                self.do_POST()
+
             def do_POST(self):
-                body = self.body()
-                target = self.headers.get("x-amz-target", "?")
+                body = self.body() if self.command == "POST" else None
+                target = self.headers.get("x-amz-target", f"{self.command} {self.path}")
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                request = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers, method="POST")
+                request = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers, method=self.command)
                 started = time.perf_counter()
                 try:
                     with urllib.request.urlopen(request) as response:
@@ -170,12 +192,16 @@ class CountingProxy:
 
 
 class SlowBitbucket:
-    """Bitbucket Cloud's GET /2.0/user for an API token, answering after VERIFY_DELAY."""
+    """Bitbucket Cloud's GET /2.0/user for an API token (and an empty page of repositories),
+    answering after `delay` seconds."""
 
-    def __init__(self):
+    def __init__(self, delay=VERIFY_DELAY):
         class Handler(Quiet):
             def do_GET(self):
-                time.sleep(VERIFY_DELAY)
+                time.sleep(delay)
+                if "/repositories" in self.path:
+                    page = {"pagelen": 50, "page": 1, "values": []}
+                    return self.reply(200, json.dumps(page).encode(), [("content-type", "application/json")])
                 user = {"type": "user", "uuid": "{bench-user}", "display_name": "Bench", "nickname": "bench"}
                 scopes = ", ".join(
                     ["read:user:bitbucket", "read:repository:bitbucket", "write:repository:bitbucket",
@@ -253,6 +279,8 @@ def init_instructions(bin_dir, name, env, runtime):
     # Nothing reaches AWS before the first /next, and Lambda sets no endpoint override:
     # counted as deployed, without the emulator's AWS_ENDPOINT_URL (parsing it is 17 k).
     env = {k: v for k, v in env.items() if k != "AWS_ENDPOINT_URL"}
+    # Start-up itself; opening AWS connections (which it does next) is measured over TLS by tls_bench.
+    env["CONNECTIONS_OPEN_AT_START"] = "0"
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         process = subprocess.Popen(
@@ -319,12 +347,14 @@ def main():
     bitbucket = SlowBitbucket()
     table, key = prepare_backends(args.moto)
 
-    print(f"\n== Cold start: spawn -> first /next, median of {args.runs} runs (floor: hello, the smallest lambda_http function)")
+    print(f"\n== Cold start: spawn -> first /next, median of {args.runs} runs (floor: hello, the smallest lambda_http function),")
+    print("   before opening AWS connections (CONNECTIONS_OPEN_AT_START=0; tls_bench measures that part)")
     inits, faults = {}, {}
     for name in ["hello"] + STARTING:
         samples, minor = [], []
         for _ in range(args.runs):
-            process, took = start(args.bin_dir, name, function_env(runtime, proxy, table, key, name), runtime)
+            env = dict(function_env(runtime, proxy, table, key, name), CONNECTIONS_OPEN_AT_START="0")
+            process, took = start(args.bin_dir, name, env, runtime)
             samples.append(took)
             minor.append(stop(process, runtime).ru_minflt)
         inits[name] = median_ms(samples)
@@ -361,6 +391,8 @@ def main():
             answer, _ = runtime.invoke(event_for(listing))
             firsts.append(time.perf_counter() - started)
             inits.append(init)
+            # Idle before it is stopped: a /next still on its way would take the next process's event.
+            runtime.wait_asked(2, 10)
             stop(process, runtime)
             if answer.get("statusCode") != 200:
                 raise RuntimeError(f"{name} answered {answer}")
@@ -404,6 +436,7 @@ def warm(args, runtime, proxy, bitbucket, table, key):
             for target, count in these_counts.items():
                 counts[target] = counts.get(target, 0) + count
                 durations.setdefault(target, []).extend(these_durations[target])
+        runtime.wait_asked(len(events) + 1, 10)
         peaks[name] = max(peaks.get(name, 0), stop(process, runtime).ru_maxrss / 1024)
         return answers, times, counts, durations, outside
 

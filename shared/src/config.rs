@@ -30,7 +30,10 @@ pub fn browse_rules(slots: usize, deadline: Duration) -> BrowseRules {
 pub enum Backend {
     /// DynamoDB table + KMS key (deployed). `key_id` is absent for functions
     /// that never touch secrets (list, delete).
-    Aws { table: String, key_id: Option<String> },
+    /// `open_at_start`: open the connections the first request uses while the function
+    /// starts (`runtime::Open`); `CONNECTIONS_OPEN_AT_START=0` leaves them to that request
+    /// (the benchmark measures start-up both ways).
+    Aws { table: String, key_id: Option<String>, open_at_start: bool },
     /// SQLite file + AES-GCM key file under `dir` (a laptop).
     Embedded { dir: PathBuf },
 }
@@ -148,6 +151,7 @@ impl Config {
             Some("aws") => Backend::Aws {
                 table: lookup("CONNECTIONS_TABLE").ok_or("CONNECTIONS_TABLE must name the DynamoDB table")?,
                 key_id: lookup("CONNECTIONS_KEY_ID"),
+                open_at_start: !matches!(lookup("CONNECTIONS_OPEN_AT_START").as_deref(), Some("0" | "false")),
             },
             Some("embedded") | None if in_lambda => {
                 return Err("refusing the embedded backend inside AWS Lambda: its disk is ephemeral and data would be lost. Set CONNECTIONS_BACKEND=aws with CONNECTIONS_TABLE and CONNECTIONS_KEY_ID.".into());

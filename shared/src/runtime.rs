@@ -67,12 +67,26 @@ pub fn init_logging() {
         .init();
 }
 
-/// The store the configuration names.
+/// Which AWS connections start-up opens, so that the first request finds them
+/// (`aws::warm`): the table's always, the key's for a function whose usual request
+/// seals or opens a secret. A function that never needs KMS never connects to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Open {
+    Table,
+    TableAndKey,
+}
+
+/// The store the configuration names, its connection open.
 pub async fn store(config: &Config) -> Result<Arc<dyn ConnectionStore>, String> {
     Ok(match &config.backend {
-        Backend::Aws { table, .. } => {
+        Backend::Aws { table, open_at_start, .. } => {
+            crate::aws::check_trust()?;
             let sdk = crate::aws::sdk_config().await;
-            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone()))
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
+            if *open_at_start {
+                let _ = tokio::time::timeout(crate::aws::warm::BUDGET, store.open_connection()).await;
+            }
+            Arc::new(store)
         }
         Backend::Embedded { dir } => embedded::store(dir)?,
     })
@@ -89,15 +103,32 @@ pub async fn events(config: &Config) -> Arc<dyn crate::events::Events> {
     }
 }
 
-/// Both ports, sharing one SDK configuration.
-pub async fn store_and_sealer(config: &Config) -> Result<(Arc<dyn ConnectionStore>, Arc<dyn Sealer>), String> {
+/// Both ports, sharing one SDK configuration, with the connections `open` names open.
+pub async fn store_and_sealer(
+    config: &Config,
+    open: Open,
+) -> Result<(Arc<dyn ConnectionStore>, Arc<dyn Sealer>), String> {
     Ok(match &config.backend {
-        Backend::Aws { table, key_id } => {
+        Backend::Aws { table, key_id, open_at_start } => {
             let key_id = key_id.clone().ok_or("CONNECTIONS_KEY_ID must name the KMS key")?;
+            crate::aws::check_trust()?;
             let sdk = crate::aws::sdk_config().await;
-            let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone()));
-            let sealer = Arc::new(KmsSealer::lazy(sdk, key_id));
-            (store, sealer)
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
+            let sealer = KmsSealer::lazy(sdk, key_id);
+            // Both at once: the round trips overlap.
+            let opening = async {
+                match open {
+                    _ if !open_at_start => {}
+                    Open::Table => {
+                        store.open_connection().await;
+                    }
+                    Open::TableAndKey => {
+                        futures::future::join(store.open_connection(), sealer.open_connection()).await;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(crate::aws::warm::BUDGET, opening).await;
+            (Arc::new(store), Arc::new(sealer))
         }
         Backend::Embedded { dir } => (embedded::store(dir)?, embedded::sealer(dir)?),
     })

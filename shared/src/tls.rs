@@ -1,24 +1,48 @@
 //! Trust anchors compiled into the binary.
 //!
-//! Both HTTP clients would otherwise read and parse the system's ~150 PEM root
-//! certificates while the function starts: several milliseconds of every cold
+//! Both HTTP clients (Bitbucket's reqwest, AWS's hyper-util under it) would otherwise
+//! read and parse the system's ~150 PEM root certificates while the function starts: several milliseconds of every cold
 //! start. Compiled-in anchors cost nothing to load.
 
 use std::sync::Arc;
 
-use aws_smithy_http_client::tls::TrustStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 /// For user-supplied Bitbucket servers: any public CA (Mozilla's set, via
 /// webpki-roots), plus the operator's private CAs (PEM).
 pub fn bitbucket_client_config(extra_roots_pem: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    client_config(roots, extra_roots_pem)
+}
+
+/// For AWS endpoints: Amazon's roots, plus the PEM bundle `AWS_CA_BUNDLE` names
+/// (a TLS-inspecting proxy's CA, or a test's).
+pub fn aws_client_config(extra_roots_pem: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    add_pem(&mut roots, AMAZON_ROOTS_PEM)?;
+    client_config(roots, extra_roots_pem)
+}
+
+/// Whether `pem` holds trust anchors `aws_client_config` would accept.
+pub fn check_roots(pem: &[u8]) -> Result<(), String> {
+    add_pem(&mut rustls::RootCertStore::empty(), pem)
+}
+
+fn add_pem(roots: &mut rustls::RootCertStore, pem: &[u8]) -> Result<(), String> {
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("invalid extra root certificate: {e}"))?;
+        roots.add(cert).map_err(|e| format!("invalid extra root certificate: {e}"))?;
+    }
+    Ok(())
+}
+
+fn client_config(
+    mut roots: rustls::RootCertStore,
+    extra_roots_pem: &[Vec<u8>],
+) -> Result<rustls::ClientConfig, String> {
     for pem in extra_roots_pem {
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("invalid extra root certificate: {e}"))?;
-            roots.add(cert).map_err(|e| format!("invalid extra root certificate: {e}"))?;
-        }
+        add_pem(&mut roots, pem)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
@@ -33,11 +57,6 @@ pub fn bitbucket_client_config(extra_roots_pem: &[Vec<u8>]) -> Result<rustls::Cl
 /// so that start-up parses five certificates, not Mozilla's whole set; a test
 /// checks them against webpki-root-certs.
 const AMAZON_ROOTS_PEM: &[u8] = include_bytes!("amazon-roots.pem");
-
-/// For AWS endpoints (DynamoDB, KMS).
-pub fn aws_trust_store() -> TrustStore {
-    TrustStore::empty().with_native_roots(false).with_pem_certificate(AMAZON_ROOTS_PEM)
-}
 
 #[cfg(test)]
 mod tests {
@@ -57,6 +76,14 @@ mod tests {
         mozilla.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
         assert_eq!(ours.len(), 5);
         assert!(ours == mozilla, "amazon-roots.pem differs from webpki-root-certs' Amazon roots");
+    }
+
+    #[test]
+    fn aws_trust_is_amazons_roots_plus_a_bundle_that_parses() {
+        assert_eq!(aws_client_config(&[]).map(|_| ()), Ok(()));
+        assert_eq!(aws_client_config(&[AMAZON_ROOTS_PEM.to_vec()]).map(|_| ()), Ok(()));
+        let bad = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec();
+        assert!(aws_client_config(&[bad]).is_err(), "a bundle that does not parse is an error, not ignored");
     }
 
     #[test]

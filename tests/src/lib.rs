@@ -7,4 +7,6 @@ pub mod fake_bitbucket;
 pub mod local;
 pub mod logs;
 pub mod oauth_flow;
+pub mod relay;
+pub mod runtime_api;
 pub mod seed;

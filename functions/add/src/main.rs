@@ -11,7 +11,7 @@ use lambda_http::Error;
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    let (store, sealer) = runtime::store_and_sealer(&config).await?;
+    let (store, sealer) = runtime::store_and_sealer(&config, runtime::Open::TableAndKey).await?;
     let verifier = Verifier::new(&config.settings.bitbucket)?;
     let handler = AddHandler::new(store, sealer, verifier, config.settings);
     // Lives as long as the process.

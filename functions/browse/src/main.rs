@@ -11,7 +11,7 @@ use lambda_http::Error;
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    let (store, sealer) = runtime::store_and_sealer(&config).await?;
+    let (store, sealer) = runtime::store_and_sealer(&config, runtime::Open::TableAndKey).await?;
     let http = LazyHttp::new(&config.settings.bitbucket);
     let keeper = config.settings.token_keeper(store.clone(), sealer.clone()).sharing(http.clone());
     let handler = BrowseHandler { store, http, settings: config.settings, keeper };

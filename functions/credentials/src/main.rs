@@ -10,7 +10,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    let (store, sealer) = runtime::store_and_sealer(&config).await?;
+    let (store, sealer) = runtime::store_and_sealer(&config, runtime::Open::TableAndKey).await?;
     let handler = CredentialsHandler::new(store, sealer, config.settings);
     // Lives as long as the process; see `run_concurrent` in the HTTP functions.
     let handler: &'static _ = Box::leak(Box::new(handler));

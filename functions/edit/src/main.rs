@@ -11,7 +11,7 @@ use lambda_http::Error;
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    let (store, sealer) = runtime::store_and_sealer(&config).await?;
+    let (store, sealer) = runtime::store_and_sealer(&config, runtime::Open::Table).await?;
     let verifier = Verifier::new(&config.settings.bitbucket)?;
     let keeper = config.settings.token_keeper(store.clone(), sealer.clone()).sharing(verifier.lazy_http());
     let handler = EditHandler { store, sealer, verifier, settings: config.settings, keeper };

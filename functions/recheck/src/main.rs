@@ -16,7 +16,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    let (store, sealer) = runtime::store_and_sealer(&config).await?;
+    let (store, sealer) = runtime::store_and_sealer(&config, runtime::Open::TableAndKey).await?;
     let verifier = Verifier::new(&config.settings.bitbucket)?;
     let events = runtime::events(&config).await;
     let queue = match &config.recheck_queue {

@@ -19,6 +19,8 @@ impl Cipher {
         (key.len() == KEY_LEN).then(|| Self(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))))
     }
 
+    // Only the embedded backend's key file needs a new key.
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
     pub fn generate_key() -> Zeroizing<Vec<u8>> {
         Zeroizing::new(Aes256Gcm::generate_key(OsRng).to_vec())
     }

@@ -43,6 +43,12 @@ impl KmsSealer {
     fn client(&self) -> &Client {
         self.client.get(Client::new)
     }
+
+    /// Builds the client and opens its connection now (`aws::warm`), for functions
+    /// whose usual request seals or opens a secret.
+    pub async fn open_connection(&self) -> bool {
+        crate::aws::warm::kms(self.client(), &self.key_id).await
+    }
 }
 
 fn unavailable<E: std::error::Error>(error: E) -> SealError {

@@ -104,6 +104,11 @@ impl DynamoStore {
         Self { client, table: table.into() }
     }
 
+    /// Opens the connection the first request's calls will use (`aws::warm`).
+    pub async fn open_connection(&self) -> bool {
+        crate::aws::warm::dynamodb(&self.client, &self.table).await
+    }
+
     pub(super) fn key(owner: &Owner, sk: String) -> Item {
         HashMap::from([
             (PARTITION_KEY.to_owned(), AttributeValue::S(format!("USER#{}", owner.as_str()))),

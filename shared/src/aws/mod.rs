@@ -5,15 +5,24 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use std::sync::{Arc, LazyLock};
+
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
-use aws_smithy_http_client::tls;
-use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+
+mod http;
+pub mod warm;
+
+pub use http::{AwsHttp, check_trust};
 
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_ATTEMPTS: u32 = 3;
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The process's one HTTP client for AWS, which every SDK client and the start-up
+/// warm-up (`warm`) share, so that a connection opened at start serves the first call.
+pub static HTTP: LazyLock<Arc<AwsHttp>> = LazyLock::new(Arc::default);
 
 /// Region, credentials and endpoint as the standard chain finds them
 /// (`AWS_REGION`, `AWS_ENDPOINT_URL*`, the Lambda role's keys, a profile),
@@ -64,24 +73,6 @@ impl<C> LazyClient<C> {
     }
 }
 
-/// Smithy's HTTP client builds a TLS connector for every SDK client as it is
-/// constructed, only to drop it (it warms a cache of the system's roots, which
-/// compiled-in roots do not use), then builds the one it keeps on the first call.
-/// This wrapper leaves out the dropped one, so a process builds one connector,
-/// shared by its DynamoDB and KMS clients (0.28 M start-up instructions each).
-#[derive(Debug)]
-struct ConnectOnFirstCall(SharedHttpClient);
-
-impl HttpClient for ConnectOnFirstCall {
-    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
-        self.0.http_connector(settings, components)
-    }
-
-    fn connector_metadata(&self) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
-        self.0.connector_metadata()
-    }
-}
-
 /// The region and the role's keys when the environment carries them, as
 /// Lambda's always does. The default chains would find the same values, but
 /// only after building an STS client, an instance-metadata client and profile
@@ -102,18 +93,12 @@ pub fn environment_identity(lookup: impl Fn(&str) -> Option<String>) -> Option<(
 /// The loader with the service's retry and timeout settings, for callers that
 /// add an endpoint or credentials of their own (the tests' emulator).
 pub fn loader() -> ConfigLoader {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .tls_context(
-            tls::TlsContext::builder().with_trust_store(crate::tls::aws_trust_store()).build().unwrap_or_default(),
-        )
-        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(ConnectOnFirstCall(http_client))
+        .http_client(http::SdkHttpClient(HTTP.clone()))
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                 .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
