@@ -81,7 +81,7 @@ pub async fn store(config: &Config) -> Result<Arc<dyn ConnectionStore>, String> 
     Ok(match &config.backend {
         Backend::Aws { table, open_at_start, .. } => {
             crate::aws::check_trust()?;
-            let sdk = crate::aws::sdk_config().await;
+            let sdk = crate::aws::sdk_config()?;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
             if *open_at_start {
                 let _ = tokio::time::timeout(crate::aws::warm::BUDGET, store.open_connection()).await;
@@ -93,14 +93,13 @@ pub async fn store(config: &Config) -> Result<Arc<dyn ConnectionStore>, String> 
 }
 
 /// Where status events go: EventBridge when deployed, the log locally.
-pub async fn events(config: &Config) -> Arc<dyn crate::events::Events> {
-    match (&config.backend, &config.event_bus) {
+pub fn events(config: &Config) -> Result<Arc<dyn crate::events::Events>, String> {
+    Ok(match (&config.backend, &config.event_bus) {
         (Backend::Aws { .. }, Some(bus)) => {
-            let sdk = crate::aws::sdk_config().await;
-            Arc::new(crate::events::EventBridgeEvents::lazy(sdk, bus.clone()))
+            Arc::new(crate::events::EventBridgeEvents::lazy(crate::aws::sdk_config()?, bus.clone()))
         }
         _ => Arc::new(crate::events::LoggedEvents),
-    }
+    })
 }
 
 /// Both ports, sharing one SDK configuration, with the connections `open` names open.
@@ -112,7 +111,7 @@ pub async fn store_and_sealer(
         Backend::Aws { table, key_id, open_at_start } => {
             let key_id = key_id.clone().ok_or("CONNECTIONS_KEY_ID must name the KMS key")?;
             crate::aws::check_trust()?;
-            let sdk = crate::aws::sdk_config().await;
+            let sdk = crate::aws::sdk_config()?;
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
             let sealer = KmsSealer::lazy(sdk, key_id);
             // Both at once: the round trips overlap.

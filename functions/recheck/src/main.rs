@@ -18,9 +18,9 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config, runtime::Open::TableAndKey).await?;
     let verifier = Verifier::new(&config.settings.bitbucket)?;
-    let events = runtime::events(&config).await;
+    let events = runtime::events(&config)?;
     let queue = match &config.recheck_queue {
-        Some(url) => Some(SqsQueue::lazy(connections::aws::sdk_config().await, url.clone())),
+        Some(url) => Some(SqsQueue::lazy(connections::aws::sdk_config()?, url.clone())),
         None => None,
     };
     let keeper = config.settings.token_keeper(store.clone(), sealer.clone()).sharing(verifier.lazy_http());

@@ -171,8 +171,8 @@ impl ClientsLoader {
     async fn read_secret(&self, id: &str) -> Result<OauthClients, String> {
         let client = self
             .secrets
-            .get_or_init(|| async { aws_sdk_secretsmanager::Client::new(&crate::aws::sdk_config().await) })
-            .await;
+            .get_or_try_init(|| async { crate::aws::sdk_config().map(|sdk| aws_sdk_secretsmanager::Client::new(&sdk)) })
+            .await?;
         let value = client
             .get_secret_value()
             .secret_id(id)

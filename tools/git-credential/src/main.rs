@@ -116,7 +116,9 @@ async fn invoke(options: &Options) -> Result<Value, String> {
                 .load()
                 .await
         }
-        None => connections::aws::sdk_config().await,
+        // A worker host's role, wherever the standard chain finds it (environment,
+        // profile, container, instance metadata).
+        None => connections::aws::loader().load().await,
     };
     // The service's 5 s budget is for its own calls; a function's cold start (or,
     // locally, its first build) takes longer.

@@ -42,7 +42,7 @@ pub enum Failure {
 impl Functions {
     pub async fn build(config: Config, web: &WebConfig) -> Result<Self, String> {
         let (store, sealer) = runtime::store_and_sealer(&config, runtime::Open::Table).await?;
-        let events = runtime::events(&config).await;
+        let events = runtime::events(&config)?;
         let settings = config.settings;
         let verifier = Verifier::new(&settings.bitbucket).map_err(|e| e.to_string())?;
         // One per handler, as each function process has its own.
