@@ -7,8 +7,11 @@ use connections::serve::serve_http;
 use connections::verify::client::LazyHttp;
 use lambda_http::Error;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    runtime::start(run())
+}
+
+async fn run() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config, runtime::Open::TableAndKey).await?;

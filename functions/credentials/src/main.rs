@@ -6,8 +6,11 @@ use connections::runtime;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    runtime::start(run())
+}
+
+async fn run() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
     let (store, sealer) = runtime::store_and_sealer(&config, runtime::Open::TableAndKey).await?;

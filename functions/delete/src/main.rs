@@ -6,8 +6,11 @@ use connections::runtime;
 use connections::serve::serve_http;
 use lambda_http::Error;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    runtime::start(run())
+}
+
+async fn run() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
     let handler = DeleteHandler { store: runtime::store(&config).await?, settings: config.settings };

@@ -6,8 +6,11 @@ use connections::runtime;
 use connections::serve::serve_http;
 use lambda_http::Error;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
+    runtime::start(run())
+}
+
+async fn run() -> Result<(), Error> {
     runtime::init_logging();
     let handler = WebHandler::new(&WebConfig::from_env()?);
     // Lives as long as the process.
