@@ -44,30 +44,12 @@ fn client_config(
     for pem in extra_roots_pem {
         add_pem(&mut roots, pem)?;
     }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS configuration: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-/// Ring's provider with AES-GCM suites only. TLS 1.3 servers must offer AES-128-GCM
-/// (RFC 8446, 9.1) and TLS 1.2 servers all offer it; every CPU Lambda runs on has AES
-/// instructions, where ChaCha20-Poly1305 is only the fallback for CPUs without them.
-/// Leaving its suites out leaves their code (45 KB on x86-64) out of every function.
-fn provider() -> rustls::crypto::CryptoProvider {
-    use rustls::crypto::ring::cipher_suite::*;
-    rustls::crypto::CryptoProvider {
-        cipher_suites: vec![
-            TLS13_AES_128_GCM_SHA256,
-            TLS13_AES_256_GCM_SHA384,
-            TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-            TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-        ],
-        ..rustls::crypto::ring::default_provider()
-    }
 }
 
 /// Amazon Trust Services' roots (Amazon Root CA 1-4, Starfield Services Root
@@ -79,17 +61,6 @@ const AMAZON_ROOTS_PEM: &[u8] = include_bytes!("amazon-roots.pem");
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn both_clients_offer_aes_gcm_suites_for_tls_1_3_and_1_2() {
-        for config in [bitbucket_client_config(&[]).unwrap(), aws_client_config(&[]).unwrap()] {
-            let suites: Vec<String> =
-                config.crypto_provider().cipher_suites.iter().map(|s| format!("{:?}", s.suite())).collect();
-            assert!(suites.iter().all(|s| s.contains("AES_128_GCM") || s.contains("AES_256_GCM")), "{suites:?}");
-            assert!(suites.contains(&"TLS13_AES_128_GCM_SHA256".to_owned()), "{suites:?}");
-            assert!(suites.contains(&"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_owned()), "{suites:?}");
-        }
-    }
 
     #[test]
     fn the_amazon_roots_are_mozillas_amazon_roots() {
