@@ -64,7 +64,7 @@ pub fn start<T>(main: impl Future<Output = Result<T, lambda_runtime::Error>>) ->
 }
 
 fn runtime_for(max_concurrency: Option<&str>) -> std::io::Result<tokio::runtime::Runtime> {
-    let concurrent = max_concurrency.and_then(|n| n.trim().parse::<u32>().ok()).is_some_and(|n| n > 1);
+    let concurrent = max_concurrency.and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 1);
     let mut builder = match concurrent {
         true => tokio::runtime::Builder::new_multi_thread(),
         false => tokio::runtime::Builder::new_current_thread(),

@@ -118,7 +118,10 @@ async fn invoke(options: &Options) -> Result<Value, String> {
         }
         // A worker host's role, wherever the standard chain finds it (environment,
         // profile, container, instance metadata).
-        None => connections::aws::loader().load().await,
+        None => {
+            connections::partition::prepare(|name| std::env::var(name).ok().filter(|value| !value.is_empty()));
+            connections::aws::loader().load().await
+        }
     };
     // The service's 5 s budget is for its own calls; a function's cold start (or,
     // locally, its first build) takes longer.
