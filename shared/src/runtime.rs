@@ -10,7 +10,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Backend, Config};
 use crate::seal::{KmsSealer, Sealer};
-use crate::store::{ConnectionStore, DynamoStore};
+use crate::store::{ConnectionStore, Connections, DynamoStore};
 
 /// Targets that log raw events or request bodies (passwords, tokens) at TRACE
 /// or DEBUG. They are held at INFO whatever `RUST_LOG` asks for.
@@ -97,6 +97,21 @@ pub enum Open {
 
 /// The store the configuration names, its connection open.
 pub async fn store(config: &Config) -> Result<Arc<dyn ConnectionStore>, String> {
+    open_store(config, |store| Arc::new(store) as Arc<dyn ConnectionStore>, |store| store).await
+}
+
+/// The connections aggregate alone, for functions that use nothing else (list,
+/// delete): built from the concrete store, so the function's binary holds no vtable
+/// of the other aggregates and none of the DynamoDB operations only they call.
+pub async fn connections(config: &Config) -> Result<Arc<dyn Connections>, String> {
+    open_store(config, |store| Arc::new(store) as Arc<dyn Connections>, |store| store as Arc<dyn Connections>).await
+}
+
+async fn open_store<S: ?Sized>(
+    config: &Config,
+    aws: impl FnOnce(DynamoStore) -> Arc<S>,
+    embedded: impl FnOnce(Arc<dyn ConnectionStore>) -> Arc<S>,
+) -> Result<Arc<S>, String> {
     Ok(match &config.backend {
         Backend::Aws { table, open_at_start, .. } => {
             crate::aws::check_trust()?;
@@ -105,9 +120,9 @@ pub async fn store(config: &Config) -> Result<Arc<dyn ConnectionStore>, String> 
             if *open_at_start {
                 let _ = tokio::time::timeout(crate::aws::warm::BUDGET, store.open_connection()).await;
             }
-            Arc::new(store)
+            aws(store)
         }
-        Backend::Embedded { dir } => embedded::store(dir)?,
+        Backend::Embedded { dir } => embedded(embedded::store(dir)?),
     })
 }
 

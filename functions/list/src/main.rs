@@ -13,7 +13,7 @@ fn main() -> Result<(), Error> {
 async fn run() -> Result<(), Error> {
     runtime::init_logging();
     let config = Config::from_env()?;
-    let handler = ListHandler { store: runtime::store(&config).await?, settings: config.settings };
+    let handler = ListHandler { store: runtime::connections(&config).await?, settings: config.settings };
     // Lives as long as the process.
     let handler: &'static _ = Box::leak(Box::new(handler));
     serve_http(move |request| handler.handle(request)).await

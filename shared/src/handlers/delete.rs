@@ -9,10 +9,12 @@ use super::{audit, method_not_allowed, respond};
 use crate::config::Settings;
 use crate::http::{IfMatch, connection_id, empty_response, if_match, principal, request_id};
 use crate::problem::ApiError;
-use crate::store::{ConnectionStore, Expected};
+use crate::store::{Connections, Expected};
 
 pub struct DeleteHandler {
-    pub store: Arc<dyn ConnectionStore>,
+    /// Only the connections aggregate: a function holding no more than it uses links
+    /// no other aggregate's DynamoDB code (see `runtime::connections`).
+    pub store: Arc<dyn Connections>,
     pub settings: Settings,
 }
 

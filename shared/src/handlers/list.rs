@@ -11,10 +11,12 @@ use crate::domain::Connection;
 use crate::http::{connection_id, json_response, principal, request_id};
 use crate::input::{encode_cursor, parse_list_query};
 use crate::problem::ApiError;
-use crate::store::ConnectionStore;
+use crate::store::Connections;
 
 pub struct ListHandler {
-    pub store: Arc<dyn ConnectionStore>,
+    /// Only the connections aggregate: a function holding no more than it uses links
+    /// no other aggregate's DynamoDB code (see `runtime::connections`).
+    pub store: Arc<dyn Connections>,
     pub settings: Settings,
 }
 
