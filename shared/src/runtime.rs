@@ -114,9 +114,7 @@ async fn open_store<S: ?Sized>(
 ) -> Result<Arc<S>, String> {
     Ok(match &config.backend {
         Backend::Aws { table, open_at_start, .. } => {
-            crate::aws::check_trust()?;
-            let sdk = crate::aws::sdk_config()?;
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
+            let (_, store) = dynamo_store(table)?;
             if *open_at_start {
                 let _ = tokio::time::timeout(crate::aws::warm::BUDGET, store.open_connection()).await;
             }
@@ -124,6 +122,14 @@ async fn open_store<S: ?Sized>(
         }
         Backend::Embedded { dir } => embedded(embedded::store(dir)?),
     })
+}
+
+/// The SDK configuration and the table's store, once AWS's trust anchors are known good.
+fn dynamo_store(table: &str) -> Result<(aws_config::SdkConfig, DynamoStore), String> {
+    crate::aws::check_trust()?;
+    let sdk = crate::aws::sdk_config()?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    Ok((sdk, store))
 }
 
 /// Where status events go: EventBridge when deployed, the log locally.
@@ -144,9 +150,7 @@ pub async fn store_and_sealer(
     Ok(match &config.backend {
         Backend::Aws { table, key_id, open_at_start } => {
             let key_id = key_id.clone().ok_or("CONNECTIONS_KEY_ID must name the KMS key")?;
-            crate::aws::check_trust()?;
-            let sdk = crate::aws::sdk_config()?;
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
+            let (sdk, store) = dynamo_store(table)?;
             let sealer = KmsSealer::lazy(sdk, key_id);
             // Both at once: the round trips overlap.
             let opening = async {

@@ -46,10 +46,6 @@ impl Backends {
 }
 
 /// The binary `name`, started as Lambda starts it, with the emulator as its AWS.
-fn start(name: &str, runtime: &RuntimeApi, backends: &Backends) -> Function {
-    start_with(name, runtime, backends, &[])
-}
-
 fn start_with(name: &str, runtime: &RuntimeApi, backends: &Backends, extra: &[(&str, &str)]) -> Function {
     let binary = repository_root().join("target/debug").join(name);
     let child = Command::new(binary)
@@ -79,6 +75,32 @@ fn start_with(name: &str, runtime: &RuntimeApi, backends: &Backends, extra: &[(&
     Function(child)
 }
 
+/// The binary `name` on a Runtime API of its own, once it has asked for its first event.
+async fn started(name: &str, backends: &Backends, extra: &[(&str, &str)]) -> (RuntimeApi, Function) {
+    let runtime = RuntimeApi::start().await;
+    let function = start_with(name, &runtime, backends, extra);
+    runtime.started(Duration::from_secs(20)).await;
+    (runtime, function)
+}
+
+/// Whether the binary `name` exits with an error before asking for an event.
+async fn refuses_to_start(name: &str, backends: &Backends, extra: &[(&str, &str)]) -> bool {
+    let runtime = RuntimeApi::start().await;
+    let mut function = start_with(name, &runtime, backends, extra);
+    let exited = tokio::task::spawn_blocking(move || {
+        for _ in 0..200 {
+            if let Ok(Some(status)) = function.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    })
+    .await
+    .expect("the wait ran");
+    exited.is_some_and(|status| !status.success())
+}
+
 fn event(function: &str, file: &str, body: Option<Value>) -> Value {
     let path = repository_root().join("functions").join(function).join("events").join(file);
     let mut event: Value =
@@ -97,14 +119,11 @@ fn status(answer: &(String, Value)) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn start_up_opens_the_connections_the_first_request_uses_and_no_others() {
     tokio::task::spawn_blocking(build_functions).await.expect("the build ran");
-    let started = Duration::from_secs(20);
 
     // list never seals or opens a secret: it connects to DynamoDB only, and its first
     // request finds that connection open.
     let backends = Backends::start().await;
-    let runtime = RuntimeApi::start().await;
-    let _list = start("list", &runtime, &backends);
-    runtime.started(started).await;
+    let (runtime, _list) = started("list", &backends, &[]).await;
     assert_eq!(backends.connections(), (1, 0), "list opened DynamoDB's connection before its first request");
     assert_eq!(backends.dynamodb.requests(), ["GET /"], "the warm-up calls no DynamoDB operation");
     assert_eq!(status(&runtime.invoke(event("list", "list.json", None)).await), 200);
@@ -115,9 +134,7 @@ async fn start_up_opens_the_connections_the_first_request_uses_and_no_others() {
     // its first request (verify, seal with KMS, write) opens none.
     let bitbucket = FakeBitbucket::start().await;
     let backends = Backends::start().await;
-    let runtime = RuntimeApi::start().await;
-    let _add = start("add", &runtime, &backends);
-    runtime.started(started).await;
+    let (runtime, _add) = started("add", &backends, &[]).await;
     assert_eq!(backends.connections(), (1, 1), "add opened DynamoDB's and KMS's connections before its first request");
     assert_eq!(backends.kms.requests(), ["GET /"], "the warm-up calls no KMS operation");
     let body = json!({"name": "cold", "url": bitbucket.url("cloud"), "username": API_TOKEN_EMAIL, "password": API_TOKEN_ALL_SCOPES});
@@ -127,10 +144,8 @@ async fn start_up_opens_the_connections_the_first_request_uses_and_no_others() {
     assert!(backends.kms.requests().len() >= 2, "the secret was sealed through KMS: {:?}", backends.kms.requests());
 
     // edit's usual request is a rename: it opens only DynamoDB's connection at start.
-    let runtime = RuntimeApi::start().await;
     let backends_before = backends.connections();
-    let _edit = start("edit", &runtime, &backends);
-    runtime.started(started).await;
+    let (_, _edit) = started("edit", &backends, &[]).await;
     let (dynamodb, kms) = backends.connections();
     assert_eq!(
         (dynamodb - backends_before.0, kms - backends_before.1),
@@ -140,30 +155,23 @@ async fn start_up_opens_the_connections_the_first_request_uses_and_no_others() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_opening_at_start_the_first_request_connects_and_a_bad_ca_bundle_stops_start_up() {
+async fn without_opening_at_start_the_first_request_connects_and_bad_aws_settings_stop_start_up() {
     tokio::task::spawn_blocking(build_functions).await.expect("the build ran");
     let backends = Backends::start().await;
 
-    let runtime = RuntimeApi::start().await;
-    let _list = start_with("list", &runtime, &backends, &[("CONNECTIONS_OPEN_AT_START", "0")]);
-    runtime.started(Duration::from_secs(20)).await;
+    let (runtime, _list) = started("list", &backends, &[("CONNECTIONS_OPEN_AT_START", "0")]).await;
     assert_eq!(backends.connections(), (0, 0), "CONNECTIONS_OPEN_AT_START=0 opens nothing at start");
     assert_eq!(status(&runtime.invoke(event("list", "list.json", None)).await), 200);
     assert_eq!(backends.connections(), (1, 0), "the first request opened its own connection");
 
-    // An AWS_CA_BUNDLE that cannot be read is refused at start, not at every call.
-    let runtime = RuntimeApi::start().await;
-    let mut add = start_with("add", &runtime, &backends, &[("AWS_CA_BUNDLE", "/nonexistent/ca.pem")]);
-    let exited = tokio::task::spawn_blocking(move || {
-        for _ in 0..200 {
-            if let Ok(Some(status)) = add.0.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    })
-    .await
-    .expect("the wait ran");
-    assert!(exited.is_some_and(|status| !status.success()), "add stops with an error: {exited:?}");
+    // An AWS_CA_BUNDLE that cannot be read, or no role keys in the environment, is
+    // refused at start, not at every call.
+    assert!(
+        refuses_to_start("add", &backends, &[("AWS_CA_BUNDLE", "/nonexistent/ca.pem")]).await,
+        "add stops with an error on an unreadable AWS_CA_BUNDLE"
+    );
+    assert!(
+        refuses_to_start("list", &backends, &[("AWS_ACCESS_KEY_ID", "")]).await,
+        "list stops with an error without the role's keys"
+    );
 }

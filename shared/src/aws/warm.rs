@@ -11,6 +11,7 @@
 //! CloudTrail event. The pipeline's first-use work (credentials, signing, endpoint
 //! rules) is done here too, instead of in the first request.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -40,9 +41,9 @@ fn mark(request: &mut HttpRequest) {
 }
 
 /// Opens the connection DynamoDB calls on `table` will use; true if it is open.
-pub async fn dynamodb(client: &aws_sdk_dynamodb::Client, table: &str) -> bool {
-    let key = AttributeValue::S("warm-up".into());
-    let call = client.get_item().table_name(table).key("pk", key.clone()).key("sk", key);
+/// `key` is any well-formed key of the table (the call is never sent).
+pub async fn dynamodb(client: &aws_sdk_dynamodb::Client, table: &str, key: HashMap<String, AttributeValue>) -> bool {
+    let call = client.get_item().table_name(table).set_key(Some(key));
     outcome("dynamodb", call.customize().mutate_request(mark).send().await)
 }
 
@@ -62,7 +63,7 @@ fn outcome<T, E: std::error::Error + 'static>(service: &str, result: Result<T, S
     };
     if !opened && let Err(error) = &result {
         // The first request will open its own; worth knowing if it keeps happening.
-        let error = aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string();
+        let error = aws_smithy_types::error::display::DisplayErrorContext(error).to_string();
         tracing::warn!(service, error, "start-up did not open the connection for the first request");
     }
     opened

@@ -106,7 +106,9 @@ impl DynamoStore {
 
     /// Opens the connection the first request's calls will use (`aws::warm`).
     pub async fn open_connection(&self) -> bool {
-        crate::aws::warm::dynamodb(&self.client, &self.table).await
+        let key = AttributeValue::S("warm-up".into());
+        let key = HashMap::from([(PARTITION_KEY.to_owned(), key.clone()), (SORT_KEY.to_owned(), key)]);
+        crate::aws::warm::dynamodb(&self.client, &self.table, key).await
     }
 
     pub(super) fn key(owner: &Owner, sk: String) -> Item {
