@@ -341,12 +341,16 @@ def main():
     parser.add_argument("--moto", required=True)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--instructions-of", nargs="+", metavar="LABEL=DIR",
+                        help="only start-up instructions, for builds side by side, each against its own floors")
     args = parser.parse_args()
 
     runtime = RuntimeApi()
     proxy = CountingProxy(args.moto)
     bitbucket = SlowBitbucket()
     table, key = prepare_backends(args.moto)
+    if args.instructions_of:
+        return compare_instructions(args.instructions_of, runtime, proxy, table, key)
 
     print(f"\n== Cold start: spawn -> first /next, median of {args.runs} runs (floor: hello, the smallest lambda_http function;")
     print("   hello+ddb: hello plus the DynamoDB client every function builds at start, the required stack's own floor),")
@@ -414,6 +418,23 @@ def main():
         print(f"   vs {peer:<8} list: init {rust_list[0] / init:.3f}, first response {rust_list[1] / first:.3f}; init: {others}")
     proxy.take()
     warm(args, runtime, proxy, bitbucket, table, key)
+
+
+def compare_instructions(builds, runtime, proxy, table, key):
+    """Start-up instructions of the same functions built differently, each build's
+    functions against the floors built the same way (a ratio to another build's floor
+    would credit the functions with what the floor gains too)."""
+    counts = {}
+    for build in builds:
+        label, _, bin_dir = build.partition("=")
+        counts[label] = {name: init_instructions(bin_dir, name, function_env(runtime, proxy, table, key, name), runtime)
+                         for name in FLOORS + STARTING}
+    print("   instructions to the first /next (callgrind), M, and x its own build's floors (hello, hello+ddb):")
+    print("   " + " " * 14 + "".join(f"{label:>30}" for label in counts))
+    for name in FLOORS + STARTING:
+        cells = "".join(f"{c[name] / 1e6:10.3f} M {c[name] / c['hello']:6.2f}x {c[name] / c['hello-dynamodb']:6.2f}x"
+                        for c in counts.values())
+        print(f"   {name:<14}{cells}")
 
 
 def warm(args, runtime, proxy, bitbucket, table, key):
